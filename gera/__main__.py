@@ -1,0 +1,5 @@
+import sys
+
+from gera.cli import main
+
+sys.exit(main())

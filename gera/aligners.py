@@ -1,0 +1,220 @@
+"""Aligners and the ``Alignment`` every method returns.
+
+Every method — GeRA, contrastive-only, Procrustes, ASIF, CCA — returns an ``Alignment``: it maps RAW
+encoder embeddings of either modality into one shared space of unit vectors (``embed_a``,
+``embed_b``), so evaluation, retrieval and the app treat all methods alike. Alignments save to
+safetensors + JSON (``gera.checkpoint``) and need none of the training data to load.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from gera.geometry import l2_normalize
+
+HEADS = ("mlp", "linear")
+
+
+class Standardizer:
+    """Centre by the pool mean, then L2-normalise: the "original space" of one modality.
+
+    Centring matters for encoders whose features are all positive (ReLU + pooling): without it
+    every cosine is high and neighbourhoods are dominated by the shared mean direction.
+    """
+
+    def __init__(self, mean: np.ndarray):
+        self.mean = np.asarray(mean, dtype=np.float32)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, center: bool = True) -> "Standardizer":
+        x = np.asarray(x, dtype=np.float32)
+        return cls(x.mean(0) if center else np.zeros(x.shape[1], np.float32))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return l2_normalize(np.asarray(x, dtype=np.float32) - self.mean)
+
+
+class MLPHead(nn.Module):
+    """``Linear → GELU → Linear`` plus a residual linear skip; unit-norm output."""
+
+    def __init__(self, in_dim: int, out_dim: int = 256, hidden: int = 512):
+        super().__init__()
+        self.fc1 = nn.Linear(in_dim, hidden)
+        self.fc2 = nn.Linear(hidden, out_dim)
+        self.skip = nn.Linear(in_dim, out_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.fc2(F.gelu(self.fc1(x))) + self.skip(x), dim=-1)
+
+
+class LinearHead(nn.Module):
+    """One linear map; unit-norm output."""
+
+    def __init__(self, in_dim: int, out_dim: int = 256, hidden: int = 0):
+        super().__init__()
+        self.fc = nn.Linear(in_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.fc(x), dim=-1)
+
+
+def make_head(kind: str, in_dim: int, out_dim: int, hidden: int) -> nn.Module:
+    if kind == "mlp":
+        return MLPHead(in_dim, out_dim, hidden)
+    if kind == "linear":
+        return LinearHead(in_dim, out_dim)
+    raise ValueError(f"unknown head {kind!r}; choose one of {HEADS}")
+
+
+class Alignment(ABC):
+    """A fitted map of both modalities into one shared space.
+
+    ``embed_a(x)`` / ``embed_b(y)`` take raw encoder embeddings ``(n, d_A)`` / ``(n, d_B)`` and return
+    float32 unit vectors ``(n, dim)``; cross-modal similarity is their inner product.
+    """
+
+    kind: ClassVar[str]  # the name checkpoints store to find the class again
+    registry: ClassVar[dict[str, type["Alignment"]]] = {}
+    method: str
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        Alignment.registry[cls.kind] = cls
+
+    @abstractmethod
+    def embed_a(self, x: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def embed_b(self, y: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """``(tensors, config)``: everything needed to rebuild it, as arrays and JSON values."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, tensors: dict[str, np.ndarray], config: dict) -> "Alignment": ...
+
+
+class HeadAlignment(Alignment):
+    """Two trained heads (GeRA, contrastive-only) on top of the standardised encoder outputs."""
+
+    kind = "heads"
+
+    def __init__(self, std_a: Standardizer, std_b: Standardizer, head_a: nn.Module,
+                 head_b: nn.Module, logit_scale: float, head_config: dict, method: str = "gera"):
+        self.std_a, self.std_b = std_a, std_b
+        self.head_a, self.head_b = head_a.eval(), head_b.eval()
+        self.logit_scale = float(logit_scale)
+        self.head_config = head_config  # {"head", "in_a", "in_b", "dim", "hidden"}
+        self.method = method
+
+    def _run(self, head: nn.Module, x: np.ndarray, batch: int = 8192) -> np.ndarray:
+        device = next(head.parameters()).device
+        with torch.no_grad():
+            out = [head(torch.from_numpy(x[i:i + batch]).to(device)).float().cpu().numpy()
+                   for i in range(0, len(x), batch)]
+        return np.concatenate(out) if out else np.zeros((0, self.head_config["dim"]), np.float32)
+
+    def embed_a(self, x):
+        return self._run(self.head_a, self.std_a(x))
+
+    def embed_b(self, y):
+        return self._run(self.head_b, self.std_b(y))
+
+    def state(self):
+        tensors = {"mean_a": self.std_a.mean, "mean_b": self.std_b.mean}
+        for side, head in (("a", self.head_a), ("b", self.head_b)):
+            for name, value in head.state_dict().items():
+                tensors[f"head_{side}.{name}"] = value.detach().cpu().numpy()
+        return tensors, {**self.head_config, "logit_scale": self.logit_scale, "method": self.method}
+
+    @classmethod
+    def from_state(cls, tensors, config):
+        heads = []
+        for side in ("a", "b"):
+            head = make_head(config["head"], config[f"in_{side}"], config["dim"], config["hidden"])
+            prefix = f"head_{side}."
+            head.load_state_dict({k[len(prefix):]: torch.from_numpy(np.array(v))
+                                  for k, v in tensors.items() if k.startswith(prefix)})
+            heads.append(head)
+        head_config = {k: config[k] for k in ("head", "in_a", "in_b", "dim", "hidden")}
+        return cls(Standardizer(tensors["mean_a"]), Standardizer(tensors["mean_b"]), *heads,
+                   config["logit_scale"], head_config, config.get("method", "gera"))
+
+
+class LinearAlignment(Alignment):
+    """Linear projections of the standardised inputs (Procrustes, CCA): ``(s(x) − offset) · P``."""
+
+    kind = "linear"
+
+    def __init__(self, std_a: Standardizer, std_b: Standardizer, offset_a: np.ndarray,
+                 offset_b: np.ndarray, proj_a: np.ndarray, proj_b: np.ndarray, method: str):
+        self.std_a, self.std_b = std_a, std_b
+        self.offset_a, self.offset_b = offset_a.astype(np.float32), offset_b.astype(np.float32)
+        self.proj_a, self.proj_b = proj_a.astype(np.float32), proj_b.astype(np.float32)
+        self.method = method
+
+    def embed_a(self, x):
+        return l2_normalize((self.std_a(x) - self.offset_a) @ self.proj_a)
+
+    def embed_b(self, y):
+        return l2_normalize((self.std_b(y) - self.offset_b) @ self.proj_b)
+
+    def state(self):
+        return ({"mean_a": self.std_a.mean, "mean_b": self.std_b.mean, "offset_a": self.offset_a,
+                 "offset_b": self.offset_b, "proj_a": self.proj_a, "proj_b": self.proj_b},
+                {"method": self.method})
+
+    @classmethod
+    def from_state(cls, tensors, config):
+        t = tensors
+        return cls(Standardizer(t["mean_a"]), Standardizer(t["mean_b"]), t["offset_a"],
+                   t["offset_b"], t["proj_a"], t["proj_b"], config["method"])
+
+
+class RelativeAlignment(Alignment):
+    """ASIF's training-free relative representations.
+
+    A query is represented by its cosine similarities to the N anchors of its own modality: keep
+    the top ``k``, clamp negatives to 0 (centred features have negative cosines, which an even
+    power would turn into spurious matches), raise to the power ``p``, L2-normalise. Anchor i of
+    modality A and anchor i of B are a pair, so the two representations share coordinates.
+    """
+
+    kind = "relative"
+
+    def __init__(self, std_a: Standardizer, std_b: Standardizer, anchors_a: np.ndarray,
+                 anchors_b: np.ndarray, k: int, p: float, method: str = "asif"):
+        self.std_a, self.std_b = std_a, std_b
+        self.anchors_a, self.anchors_b = anchors_a.astype(np.float32), anchors_b.astype(np.float32)
+        self.k, self.p, self.method = int(min(k, len(anchors_a))), float(p), method
+
+    def _relative(self, s: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+        sims = np.clip(s @ anchors.T, 0.0, None)
+        if self.k < sims.shape[1]:
+            drop = np.argpartition(-sims, self.k, axis=1)[:, self.k:]
+            np.put_along_axis(sims, drop, 0.0, axis=1)
+        return l2_normalize(sims ** self.p)
+
+    def embed_a(self, x):
+        return self._relative(self.std_a(x), self.anchors_a)
+
+    def embed_b(self, y):
+        return self._relative(self.std_b(y), self.anchors_b)
+
+    def state(self):
+        return ({"mean_a": self.std_a.mean, "mean_b": self.std_b.mean,
+                 "anchors_a": self.anchors_a, "anchors_b": self.anchors_b},
+                {"k": self.k, "p": self.p, "method": self.method})
+
+    @classmethod
+    def from_state(cls, tensors, config):
+        t = tensors
+        return cls(Standardizer(t["mean_a"]), Standardizer(t["mean_b"]), t["anchors_a"],
+                   t["anchors_b"], config["k"], config["p"], config.get("method", "asif"))

@@ -1,0 +1,84 @@
+"""``python -m gera bench``: what a GeRA step costs against a contrastive step, and how close each
+default encoder's embedding pipeline runs to its bare forward pass. Prints figures; asserts nothing.
+
+Training figures are medians over ``--repeats`` whole jobs, measured in one run so the ratios
+compare like with like on a noisy machine.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from gera.cache import EmbeddingCache
+from gera.data import get_task
+from gera.encoders import DEFAULT_ENCODERS, get_encoder
+from gera.encoders.throughput import measure_throughput
+from gera.experiment import EmbeddedTask, split_items, validation_score
+from gera.train import TrainConfig, resolve_device, train
+
+
+def training_costs(task_name: str, budget: int, repeats: int) -> dict:
+    task = get_task(task_name)
+    enc_a = get_encoder(DEFAULT_ENCODERS[task.a.modality], task.a.modality)
+    enc_b = get_encoder(DEFAULT_ENCODERS[task.b.modality], task.b.modality)
+    data = EmbeddedTask(task, enc_a, enc_b, EmbeddingCache())
+    split = task.split(budget, 0)
+    data.ensure(*split_items(split))
+    args = (data.a(split.train_pairs[:, 0]), data.b(split.train_pairs[:, 1]),
+            data.a(split.unpaired_a), data.b(split.unpaired_b))
+    validate = validation_score(data, split, task.val_metric)
+    base = TrainConfig()
+    out = {"device": resolve_device(base.device), "pool_a": len(args[0]) + len(args[2]),
+           "pool_b": len(args[1]) + len(args[3]), "n_train_pairs": len(args[0])}
+    for name, alpha in (("gera", base.alpha), ("contrastive", 0.0)):
+        cfg = replace(base, alpha=alpha)
+        fixed = [train(*args, replace(cfg, max_steps=200)) for _ in range(repeats)]
+        jobs = [train(*args, cfg, validate=validate) for _ in range(repeats)]
+        out[name] = {
+            "ms_per_step": 1000 * statistics.median(r.wall_s / r.steps_run for r in fixed),
+            "points_per_step": fixed[0].points_per_step,
+            "job_wall_s": statistics.median(r.wall_s for r in jobs),
+            "job_steps": statistics.median(r.steps_run for r in jobs),
+        }
+    g, c = out["gera"], out["contrastive"]
+    out["ratio_step"] = g["ms_per_step"] / c["ms_per_step"]
+    out["ratio_job"] = g["job_wall_s"] / c["job_wall_s"]
+    out["ratio_job_per_step"] = (g["job_wall_s"] / g["job_steps"]) / (c["job_wall_s"] / c["job_steps"])
+    return out
+
+
+def encoder_costs(task_name: str, n_items: int) -> dict:
+    task = get_task(task_name)
+    out = {}
+    for items in (task.a, task.b):
+        encoder = get_encoder(DEFAULT_ENCODERS[items.modality], items.modality)
+        sample = items.load(np.arange(min(n_items, len(items))))
+        out[encoder.name] = measure_throughput(encoder, sample)
+    return out
+
+
+def main(args) -> None:
+    cfg = TrainConfig()
+    t = training_costs(args.task, args.budget, args.repeats)
+    print(f"training cost — task {args.task}, budget {args.budget} ({t['n_train_pairs']} training pairs), "
+          f"pools A {t['pool_a']} / B {t['pool_b']}, device {t['device']}, medians of {args.repeats}")
+    print(f"default config: batch {cfg.batch_size} pairs, geo_batch {cfg.geo_batch} anchors × "
+          f"(k {cfg.k} + 1) per modality, MLP {cfg.hidden} → {cfg.dim}")
+    print(f"{'':<14}{'ms/step':>10}{'points/step':>13}{'job wall s':>12}{'job steps':>11}")
+    for name in ("gera", "contrastive"):
+        r = t[name]
+        print(f"{name:<14}{r['ms_per_step']:>10.2f}{r['points_per_step']:>13.0f}"
+              f"{r['job_wall_s']:>12.2f}{r['job_steps']:>11.0f}")
+    print(f"GeRA / contrastive: step {t['ratio_step']:.2f}×, whole job {t['ratio_job']:.2f}× "
+          f"(per step within the job {t['ratio_job_per_step']:.2f}×)")
+    print("cost model: a contrastive step runs the heads on the batch's pairs (2·M points); GeRA adds "
+          "geo_batch·(k+1) points per modality, run once per UNIQUE point (or one whole-pool pass "
+          "when the pool is smaller), plus O(geo_batch·(k+1)²·d) for the two kernels.")
+    if not args.skip_encoders:
+        print(f"\nencoder throughput ({args.encoder_items} items, items/s)")
+        print(f"{'encoder':<18}{'pipeline':>10}{'bare':>10}{'ratio':>8}")
+        for name, r in encoder_costs(args.task, args.encoder_items).items():
+            print(f"{name:<18}{r['pipeline_items_per_s']:>10.1f}{r['bare_items_per_s']:>10.1f}{r['ratio']:>8.2f}")

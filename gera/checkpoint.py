@@ -1,0 +1,75 @@
+"""Save and load any ``Alignment`` as ``<name>.safetensors`` + ``<name>.json``.
+
+Tensors go to safetensors and everything else to JSON, so loading a checkpoint someone uploaded
+never unpickles anything. Writes are atomic: a crash or a full disk leaves no half checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from gera import __version__
+from gera.aligners import Alignment
+from gera.errors import GeraError
+
+FORMAT = "gera-alignment/1"
+
+
+def _paths(path: str | Path) -> tuple[Path, Path]:
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+
+
+def _atomic_write(target: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_alignment(alignment: Alignment, path: str | Path, meta: Optional[dict] = None) -> tuple[Path, Path]:
+    """Write the checkpoint; ``meta`` (encoders, task, metrics …) is stored in the JSON as is."""
+    weights, config_path = _paths(path)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    tensors, config = alignment.state()
+    tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
+    doc = {"format": FORMAT, "gera_version": __version__, "kind": alignment.kind,
+           "config": config, "meta": meta or {}}
+    try:
+        _atomic_write(weights, lambda tmp: save_file(tensors, tmp))
+        _atomic_write(config_path, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2)))
+    except OSError as err:
+        raise GeraError(f"Could not write the checkpoint to {weights.parent} ({err.strerror or err}). "
+                        "Free some disk space or choose another folder.") from err
+    return weights, config_path
+
+
+def load_alignment(path: str | Path) -> tuple[Alignment, dict]:
+    """Load a checkpoint written by ``save_alignment``; returns ``(alignment, meta)``."""
+    weights, config_path = _paths(path)
+    for p in (weights, config_path):
+        if not p.is_file():
+            raise GeraError(f"Checkpoint file {p} is missing: a checkpoint is a .safetensors file "
+                            "and a .json file with the same name.")
+    try:
+        doc = json.loads(config_path.read_text())
+        tensors = load_file(str(weights))
+    except (ValueError, OSError, SafetensorError) as err:
+        raise GeraError(f"Checkpoint {weights.with_suffix('')} is corrupt or not a GeRA checkpoint "
+                        f"({err}).") from err
+    if doc.get("format") != FORMAT or doc.get("kind") not in Alignment.registry:
+        raise GeraError(f"{config_path} is not a GeRA checkpoint (format {doc.get('format')!r}, "
+                        f"kind {doc.get('kind')!r}).")
+    return Alignment.registry[doc["kind"]].from_state(tensors, doc["config"]), doc.get("meta", {})

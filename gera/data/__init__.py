@@ -1,0 +1,69 @@
+"""Tasks (datasets) by name: ``get_task("fashion-mnist")``, ``get_task("emoji")``,
+``get_task("folder:/path/to/pairs")``."""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Callable
+
+from gera.data.base import ItemSet, Split, Task, ZeroShot
+from gera.data.emoji import Emoji
+from gera.data.fashion_mnist import FashionMNIST
+from gera.data.folder import CSV_NAME, FolderTask
+from gera.errors import GeraError
+
+__all__ = ["ItemSet", "Split", "Task", "ZeroShot", "get_task", "list_tasks"]
+
+_BUILTIN: dict[str, Callable[..., Task]] = {
+    "fashion-mnist": FashionMNIST,
+    "emoji": Emoji,
+}
+FOLDER_PREFIX = "folder:"
+_MEMO: dict[tuple, Task] = {}
+
+
+def list_tasks() -> list[str]:
+    """The task names ``get_task`` accepts (``folder:<path>`` stands for any folder)."""
+    return list(_BUILTIN) + [FOLDER_PREFIX + "<path>"]
+
+
+def _memo_key(name: str, kwargs: dict) -> tuple:
+    frozen = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
+    if not name.startswith(FOLDER_PREFIX):
+        return name, frozen
+    root = Path(name[len(FOLDER_PREFIX):]).expanduser().resolve()
+    csv_path = root / CSV_NAME
+    # A rewritten captions.csv must be re-validated, so its stamp is part of the key.
+    stamp = (csv_path.stat().st_mtime_ns, csv_path.stat().st_size) if csv_path.is_file() else None
+    return FOLDER_PREFIX + str(root), frozen, stamp
+
+
+def _build(name: str, factory: Callable[..., Task], *args, **kwargs) -> Task:
+    try:
+        inspect.signature(factory).bind(*args, **kwargs)
+    except TypeError as err:
+        params = [p for p in inspect.signature(factory).parameters if p != "path"]
+        raise GeraError(f"Task '{name}' does not take these arguments ({err}). It accepts: "
+                        f"{', '.join(params)}.") from None
+    return factory(*args, **kwargs)
+
+
+def get_task(name: str, **kwargs) -> Task:
+    """The task called ``name``, built with ``kwargs`` (see each task class for its parameters).
+
+    Tasks are memoised per (name, kwargs): parsing Fashion-MNIST or enumerating the emoji font
+    happens once per process. Unknown names raise ``GeraError`` listing the known ones.
+    """
+    key = _memo_key(name, kwargs)
+    if key not in _MEMO:
+        if name.startswith(FOLDER_PREFIX):
+            path = name[len(FOLDER_PREFIX):]
+            if not path:
+                raise GeraError("Task 'folder:' needs a path, e.g. 'folder:/data/my-pairs' (a "
+                                f"folder holding {CSV_NAME} and the images).")
+            _MEMO[key] = _build(name, FolderTask, path, **kwargs)
+        elif name in _BUILTIN:
+            _MEMO[key] = _build(name, _BUILTIN[name], **kwargs)
+        else:
+            raise GeraError(f"Unknown task '{name}'. Known tasks: {', '.join(list_tasks())}.")
+    return _MEMO[key]

@@ -1,0 +1,291 @@
+"""``folder:<path>``: the user's own image–caption pairs, listed in ``<path>/captions.csv``.
+
+``captions.csv`` is a UTF-8 CSV with a header row and the columns ``image`` (a path relative to
+the folder) and ``caption``, optionally ``label`` (a class name, enabling zero-shot evaluation).
+One row per pair; an image may appear in several rows (several captions).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from gera.data.base import ItemSet, Split, Task, ZeroShot
+from gera.data.common import (PHOTO_TEMPLATES, check_budget, index_array, n_val_pairs,
+                              pairs_array, prompts_for, text_key)
+from gera.errors import GeraError
+
+CSV_NAME = "captions.csv"
+MIN_PAIRS = 5
+_SHOWN_PROBLEMS = 8
+_FIX = (f"Fix: {CSV_NAME} must be a UTF-8 CSV with the header `image,caption` (optionally "
+        "`,label`), one row per pair, image paths relative to the folder, a non-empty caption on every row, "
+        "and image files that exist and open with PIL.")
+
+
+@dataclass
+class _Rows:
+    """What validation keeps: distinct images, distinct captions, and the pairs between them."""
+
+    image_paths: list[Path] = field(default_factory=list)  # per A item
+    image_keys: list[str] = field(default_factory=list)
+    image_labels: list[Optional[str]] = field(default_factory=list)
+    captions: list[str] = field(default_factory=list)  # per B item
+    pairs: set[tuple[int, int]] = field(default_factory=set)
+
+
+def _problem_error(root: Path, problems: list[str]) -> GeraError:
+    shown = "\n".join(f"  - {p}" for p in problems[:_SHOWN_PROBLEMS])
+    more = (f"\n  … and {len(problems) - _SHOWN_PROBLEMS} more"
+            if len(problems) > _SHOWN_PROBLEMS else "")
+    return GeraError(f"The folder dataset {root} has {len(problems)} problem(s):\n{shown}{more}\n"
+                     f"{_FIX}")
+
+
+def _read_table(root: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and ``(line number, fields)`` rows of captions.csv; structural problems raise."""
+    csv_path = root / CSV_NAME
+    if not root.is_dir():
+        raise GeraError(f"Folder dataset {root} does not exist or is not a folder. "
+                        f"Give the path of a folder that holds {CSV_NAME} and the images.")
+    if not csv_path.is_file():
+        raise GeraError(f"{csv_path} is missing. Put a {CSV_NAME} in the folder with the header "
+                        "`image,caption` (optionally `,label`) and one row per image–caption pair.")
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise GeraError(f"{csv_path} is not UTF-8 text ({err.reason} at byte {err.start}). "
+                        "Save it as UTF-8 CSV.") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = [h.strip().lower() for h in next(reader, [])]
+        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as err:
+        raise GeraError(f"{csv_path} is not valid CSV (line {reader.line_num}: {err}). Quote "
+                        "captions that contain commas, quotes or line breaks with double quotes.") \
+            from None
+    missing = [c for c in ("image", "caption") if c not in header]
+    if missing:
+        raise GeraError(f"{csv_path} lacks the column(s) {', '.join(missing)} (header found: "
+                        f"{','.join(header) or 'none'}). The first row must name the columns, "
+                        "e.g. `image,caption` or `image,caption,label`.")
+    return header, rows
+
+
+def _image_key(path: Path) -> tuple[Optional[str], Optional[str]]:
+    """``("file:" + sha1(bytes), None)`` for a readable image, else ``(None, why)``."""
+    if not path.is_file():
+        return None, "not found"
+    data = path.read_bytes()
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            # Checks the structure without decoding pixels: cheap, but it cannot see every kind
+            # of damage (a truncated JPEG passes); loading reports those.
+            img.verify()
+    except UnidentifiedImageError:
+        return None, "not in an image format PIL can read"
+    except Exception as err:  # PIL raises many types for broken files
+        return None, f"a damaged image ({type(err).__name__}: {err})"
+    return "file:" + hashlib.sha1(data).hexdigest(), None
+
+
+def validate(root: Path) -> _Rows:
+    """Read and check the whole folder; raise one ``GeraError`` listing every problem found."""
+    header, rows = _read_table(root)
+    col = {name: header.index(name) for name in ("image", "caption", "label") if name in header}
+    problems: list[str] = []
+    out = _Rows()
+    a_of_key: dict[str, int] = {}
+    key_of_path: dict[str, tuple[Optional[str], Optional[str]]] = {}
+    b_of_caption: dict[str, int] = {}
+    for line, row in rows:
+        if len(row) != len(header):
+            problems.append(f"line {line}: {len(row)} fields, the header has {len(header)}")
+            continue
+        rel, caption = row[col["image"]].strip(), row[col["caption"]].strip()
+        label = row[col["label"]].strip() if "label" in col else None
+        if not caption:
+            problems.append(f"line {line}: empty caption")
+        if label == "":
+            problems.append(f"line {line}: empty label (the label column is optional; if "
+                            "present, every row needs one)")
+        if not rel:
+            problems.append(f"line {line}: empty image path")
+            continue
+        if rel not in key_of_path:
+            key_of_path[rel] = _image_key(root / rel)
+        key, why = key_of_path[rel]
+        if key is None:
+            problems.append(f"line {line}: image '{rel}' is {why}")
+            continue
+        if not caption or label == "":
+            continue
+        if key not in a_of_key:
+            a_of_key[key] = len(out.image_keys)
+            out.image_paths.append(root / rel)
+            out.image_keys.append(key)
+            out.image_labels.append(label)
+        a = a_of_key[key]
+        if out.image_labels[a] != label:
+            problems.append(f"line {line}: image '{rel}' has label '{label}' here and "
+                            f"'{out.image_labels[a]}' on another row")
+        if caption not in b_of_caption:
+            b_of_caption[caption] = len(out.captions)
+            out.captions.append(caption)
+        out.pairs.add((a, b_of_caption[caption]))
+    if "label" in col and not problems and len(set(out.image_labels)) < 2:
+        problems.append("the label column has a single class; zero-shot needs at least two "
+                        "(drop the column to evaluate by retrieval only)")
+    if problems:
+        raise _problem_error(root, problems)
+    if len(out.pairs) < MIN_PAIRS:
+        raise GeraError(f"The folder dataset {root} has {len(out.pairs)} usable pair(s); it needs "
+                        f"at least {MIN_PAIRS}. Add more rows to {CSV_NAME}.")
+    return out
+
+
+class FolderTask(Task):
+    """Task ``folder:<path>``.
+
+    A items: distinct images (by content: the same file bytes twice are one item). B items:
+    distinct captions. Splits work on whole images, so an image with several captions never sits
+    on both sides of a split.
+
+    Fixed per task (``seed``): the test images, the first ``test_fraction`` of a seeded permutation
+    of the images; all their pairs are ``test_pairs``. Per split seed: validation images, then
+    training images, are taken from a permutation of the rest until their pairs reach the budget
+    (an image's surplus captions are dropped); of the images left, half (or ``unpaired_a``) give
+    unpaired images, the others give unpaired captions — never captions any pair or unpaired
+    image has.
+
+    Parameters
+    ----------
+    path : the folder holding ``captions.csv``.
+    test_fraction : share of the images held out for testing.
+    seed : task-level seed of the test hold-out.
+    templates : zero-shot prompt templates (used when the CSV has a ``label`` column).
+    """
+
+    def __init__(self, path: str | Path, test_fraction: float = 0.2, seed: int = 0,
+                 templates: Sequence[str] = tuple(PHOTO_TEMPLATES)):
+        if not 0.0 < test_fraction < 1.0:
+            raise GeraError(f"test_fraction={test_fraction} is invalid: use a value in (0, 1), "
+                            "e.g. 0.2.")
+        root = Path(path).expanduser().resolve()
+        rows = validate(root)
+        self.root = root
+        self.name = f"folder:{root}"
+        self.description = f"Your pairs from {root / CSV_NAME}."
+        self.templates = list(templates)
+        self.image_paths = rows.image_paths
+        self.captions = rows.captions
+        self.pairs = np.array(sorted(rows.pairs), dtype=np.int64)
+        self.a = ItemSet("image", rows.image_keys, self._load_images)
+        self.b = ItemSet("text", [text_key(c) for c in rows.captions], self._load_captions)
+        if rows.image_labels[0] is not None:
+            self.class_names = sorted(set(rows.image_labels))
+            class_of = {c: i for i, c in enumerate(self.class_names)}
+            self.labels_a = np.array([class_of[lab] for lab in rows.image_labels], dtype=np.int64)
+            self.val_metric = "zero_shot"
+        else:
+            self.val_metric = "retrieval"
+
+        n_images = len(rows.image_keys)
+        order = np.random.default_rng(seed).permutation(n_images)
+        n_test = min(max(1, int(round(test_fraction * n_images))), n_images - 2)
+        self.test_images = np.sort(order[:n_test])
+        self.pool_images = np.sort(order[n_test:])
+        is_test = np.isin(self.pairs[:, 0], self.test_images)
+        self.test_pairs = self.pairs[is_test]
+        # self.pairs is sorted by image, so each image's rows are one contiguous slice.
+        self._row_start = np.searchsorted(self.pairs[:, 0], np.arange(n_images), side="left")
+        self._row_end = np.searchsorted(self.pairs[:, 0], np.arange(n_images), side="right")
+
+    def _load_images(self, indices: Sequence[int]) -> list:
+        out = []
+        for i in indices:
+            try:
+                with Image.open(self.image_paths[i]) as img:
+                    # Honour EXIF rotation: a phone photo should reach the encoder upright.
+                    out.append(ImageOps.exif_transpose(img).convert("RGB"))
+            except (OSError, SyntaxError, ValueError) as err:
+                raise GeraError(f"Image {self.image_paths[i]} cannot be decoded ({err}). Replace "
+                                f"the file or remove its rows from {CSV_NAME}.") from None
+        return out
+
+    def _load_captions(self, indices: Sequence[int]) -> list:
+        return [self.captions[i] for i in indices]
+
+    def max_budget(self) -> int:
+        return len(self.pairs) - len(self.test_pairs)
+
+    def _zero_shot(self, images: np.ndarray) -> Optional[ZeroShot]:
+        if self.labels_a is None or len(images) == 0:
+            return None
+        return ZeroShot(list(self.class_names), prompts_for(self.class_names, self.templates),
+                        index_array(images), self.labels_a[images])
+
+    def _take(self, images: Sequence[int], start: int, n: int) -> tuple[np.ndarray, int]:
+        """Pairs of ``images[start:]``, whole images at a time, trimmed to ``n``; and where the
+        next unused image is."""
+        taken, count, i = [], 0, start
+        while count < n:
+            if i == len(images):
+                raise GeraError(
+                    f"{self.name} runs out of images before reaching this budget: images keep "
+                    "all their captions on one side of a split, so a few captions are dropped "
+                    "at the train/validation boundary. Choose a slightly smaller budget.")
+            a = int(images[i])
+            rows = self.pairs[self._row_start[a]:self._row_end[a]][:n - count]
+            taken.append(rows)
+            count += len(rows)
+            i += 1
+        return (np.concatenate(taken) if taken else pairs_array([], [])), i
+
+    def split(self, budget: int, seed: int, unpaired_a: Optional[int] = None,
+              unpaired_b: Optional[int] = None, val_fraction: float = 0.2) -> Split:
+        """Seeded split; see the class docstring."""
+        check_budget(self.name, budget, self.max_budget())
+        rng = np.random.default_rng(seed)
+        images = rng.permutation(self.pool_images)
+        n_val = n_val_pairs(budget, val_fraction)
+        val, next_image = self._take(images, 0, n_val)
+        train, next_image = self._take(images, next_image, budget - n_val)
+        rest = images[next_image:]
+
+        if unpaired_a is not None and not 0 <= unpaired_a <= len(rest):
+            raise GeraError(f"{self.name} has {len(rest)} images left for the unpaired pools at "
+                            f"budget {budget}; asked for unpaired_a={unpaired_a}. Ask for at most "
+                            f"{len(rest)}, or a smaller budget.")
+        size_a = len(rest) // 2 if unpaired_a is None else unpaired_a
+        pool_a, caption_images = rest[:size_a], rest[size_a:]
+        # Paired images' dropped surplus captions count as used too: no hidden pairs in pool B.
+        taken_images = np.concatenate([images[:next_image], pool_a, self.test_images])
+        used = self.pairs[np.isin(self.pairs[:, 0], taken_images), 1]
+        free = self.pairs[np.isin(self.pairs[:, 0], caption_images), 1]
+        free = np.setdiff1d(free, used)  # sorted and unique
+        if unpaired_b is not None and not 0 <= unpaired_b <= len(free):
+            raise GeraError(f"{self.name} has {len(free)} unused captions left for the unpaired "
+                            f"text pool at this budget; asked for unpaired_b={unpaired_b}. Ask for "
+                            f"at most {len(free)}, or a smaller budget / unpaired_a.")
+        pool_b = rng.permutation(free)[:len(free) if unpaired_b is None else unpaired_b]
+        return Split(
+            train_pairs=train.astype(np.int64),
+            val_pairs=val.astype(np.int64),
+            unpaired_a=index_array(pool_a),
+            unpaired_b=index_array(pool_b),
+            test_pairs=self.test_pairs.copy(),
+            zero_shot=self._zero_shot(self.test_images),
+            val_zero_shot=self._zero_shot(np.unique(val[:, 0])),
+            info={"task": self.name, "budget": budget, "seed": seed, "n_train": len(train),
+                  "n_val": len(val), "n_unpaired_a": len(pool_a), "n_unpaired_b": len(pool_b),
+                  "n_test_pairs": len(self.test_pairs), "n_zero_shot":
+                      len(self.test_images) if self.labels_a is not None else 0,
+                  "note": "test images are fixed per task (seed), not per split seed"},
+        )

@@ -1,0 +1,143 @@
+"""Loading from the Hugging Face Hub (and open_clip's weight URLs) with one clear error when offline.
+
+Without network, huggingface_hub retries each request for about 25 s and logs every retry. So a
+load first probes the Hub with one socket connect; when that fails the load runs in the library's
+offline mode (cached files only), which fails at once if the model is not cached.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Iterator
+from urllib.error import URLError
+from urllib.parse import urlparse
+
+from gera.errors import GeraError
+
+OFFLINE_CHOICES = "image: mobilenet_v2, efficientnet_lite0; text: minilm"
+_TRUE = {"1", "on", "yes", "true"}
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def is_local(source: str) -> bool:
+    """Whether ``source`` names something on this disk rather than a Hub model id."""
+    return Path(source).expanduser().exists()
+
+
+def offline_requested() -> bool:
+    """Whether the user switched the Hub off (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``)."""
+    return any(os.environ.get(var, "").strip().lower() in _TRUE
+               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connect to the Hub endpoint (default timeout 3 s). True behind a proxy: a direct
+    connect says nothing there, so the client gets to try."""
+    if offline_requested():
+        return False
+    if any(os.environ.get(var) for var in _PROXY_VARS):
+        return True
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def fingerprint(path: str | Path) -> str:
+    """A short hash of the names, sizes and mtimes of the files at ``path``: it changes when a
+    local model is replaced, so cached embeddings of the old one are not reused."""
+    root = Path(path).expanduser()
+    files = sorted(root.rglob("*")) if root.is_dir() else [root]
+    digest = hashlib.sha1()
+    for file in files:
+        if file.is_file():
+            stat = file.stat()
+            digest.update(f"{file.relative_to(root) if root.is_dir() else file.name}"
+                          f"|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:12]
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def load_error(encoder_name: str, source: str, exc: BaseException, fix: str) -> GeraError:
+    """Turn whatever a hub/model loader raised into one user-facing ``GeraError``. ``source``
+    says what was being loaded; ``fix`` how to get it onto this machine."""
+    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError,
+                                        OfflineModeIsEnabled, RepositoryNotFoundError)
+
+    chain = list(_chain(exc))
+    alternatives = f"Encoders that work offline: {OFFLINE_CHOICES}. Or {fix}"
+    if any(isinstance(e, GatedRepoError) for e in chain):
+        return GeraError(f"Encoder '{encoder_name}': {source} is a gated model on the Hugging Face "
+                         "Hub. Accept its terms on the Hub and log in (`hf auth login`), or use "
+                         f"another encoder. {alternatives}.")
+    if any(isinstance(e, RepositoryNotFoundError) for e in chain):
+        return GeraError(f"Encoder '{encoder_name}': {source} was not found on the Hugging Face "
+                         "Hub (or it is private). Check the spelling of the model id, or pass a "
+                         "local folder.")
+    unreachable = (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError,
+                   socket.gaierror, URLError)
+    if any(isinstance(e, unreachable) or "Connect" in type(e).__name__ for e in chain):
+        why = "HF_HUB_OFFLINE is set" if offline_requested() else "no network connection"
+        return GeraError(f"Encoder '{encoder_name}' needs to download {source} from the Hugging "
+                         f"Face Hub, which is unreachable here ({why}), and it is not in the local "
+                         f"cache. {alternatives}.")
+    return GeraError(f"Encoder '{encoder_name}' could not be loaded from {source} "
+                     f"({_first_line(exc)}). Check that it is a model of the expected kind, or pick "
+                     f"another encoder ({OFFLINE_CHOICES} work offline).")
+
+
+@contextmanager
+def hub_access(encoder_name: str, source: str, needs_hub: bool = True,
+               fix: str = "download the model where the Hub is reachable and load it from a "
+                          "local folder") -> Iterator[None]:
+    """Run a model load; any failure becomes one ``GeraError`` (see ``load_error``).
+
+    ``needs_hub`` (default True): probe the Hub first and, if unreachable, load from the cache
+    only. False for local folders and files.
+    """
+    from huggingface_hub import constants
+
+    offline = needs_hub and not hub_reachable()
+    previous = constants.HF_HUB_OFFLINE
+    if offline:
+        # transformers, open_clip and sentence-transformers all read this flag at call time.
+        constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    except GeraError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any loader failure is reported as one clear error
+        raise load_error(encoder_name, source, exc, fix) from None
+    finally:
+        constants.HF_HUB_OFFLINE = previous
+
+
+def hf_access(encoder_name: str, source: str) -> AbstractContextManager[None]:
+    """``hub_access`` for a transformers model id or folder ``source``."""
+    local = is_local(source)
+    if not local and (source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source):
+        raise GeraError(f"Encoder '{encoder_name}': there is no folder {source}. Give the path of a "
+                        "folder holding a transformers model (config.json and weights), or a "
+                        "Hugging Face model id like 'org/name'.")
+    return hub_access(encoder_name, f"'{source}'", needs_hub=not local,
+                      fix=f"run `hf download {source} --local-dir DIR` where the Hub is reachable, "
+                          "copy DIR here and use 'hf:DIR'")

@@ -1,0 +1,103 @@
+"""Evaluation: zero-shot classification, cross-modal retrieval, neighbourhood preservation, and a
+supervised ceiling. Functions take an ``Alignment`` and RAW encoder embeddings."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from gera.aligners import Alignment, Standardizer
+from gera.geometry import knn, l2_normalize
+
+
+def class_prototypes(alignment: Alignment, prompt_emb: np.ndarray) -> np.ndarray:
+    """``prompt_emb``: (C, T, d_B) raw embeddings of T templates per class → (C, dim) unit vectors:
+    the mean of each class's aligned prompt embeddings (CLIP's prompt ensembling)."""
+    c, t, d = prompt_emb.shape
+    z = alignment.embed_b(prompt_emb.reshape(c * t, d)).reshape(c, t, -1)
+    return l2_normalize(z.mean(1))
+
+
+def zero_shot(alignment: Alignment, images: np.ndarray, labels: np.ndarray,
+              prompt_emb: np.ndarray, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
+    """Top-k accuracy of predicting each A item's class by the nearest class prototype."""
+    scores = alignment.embed_a(images) @ class_prototypes(alignment, prompt_emb).T
+    # Rank of the true class = how many classes score strictly higher.
+    true = scores[np.arange(len(labels)), labels]
+    rank = (scores > true[:, None]).sum(1)
+    return {f"zero_shot_top{k}": float((rank < k).mean()) for k in ks if k <= scores.shape[1]}
+
+
+def retrieval(alignment: Alignment, a: np.ndarray, b: np.ndarray,
+              b_ids: Optional[np.ndarray] = None, a_ids: Optional[np.ndarray] = None,
+              ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+    """Recall@k both directions on held-out pairs (row i of ``a`` ↔ row i of ``b``).
+
+    Candidates are all rows of the other side. ``a_ids``/``b_ids`` mark duplicate items: a
+    retrieved candidate with the same id as the true partner counts as correct (two identical
+    captions cannot be told apart, so neither should be a miss).
+    """
+    n = len(a)
+    a_ids = np.arange(n) if a_ids is None else np.asarray(a_ids)
+    b_ids = np.arange(n) if b_ids is None else np.asarray(b_ids)
+    sims = alignment.embed_a(a) @ alignment.embed_b(b).T
+    out = {}
+    for direction, s, ids in (("a2b", sims, b_ids), ("b2a", sims.T, a_ids)):
+        true = np.array([s[i][ids == ids[i]].max() for i in range(n)])
+        wrong = ids[None, :] != ids[:, None]
+        rank = ((s > true[:, None]) & wrong).sum(1)
+        for k in ks:
+            out[f"recall@{k}_{direction}"] = float((rank < k).mean())
+    return out
+
+
+def knn_jaccard(original: np.ndarray, aligned: np.ndarray, k: int = 10) -> np.ndarray:
+    """Per-point Jaccard overlap of the k-NN sets in the original and the aligned space (cosine)."""
+    nn_orig, _ = knn(original, k)
+    nn_new, _ = knn(aligned, k)
+    inter = np.array([len(np.intersect1d(p, q, assume_unique=True)) for p, q in zip(nn_orig, nn_new)])
+    return inter / (2 * nn_orig.shape[1] - inter)
+
+
+def trustworthiness(original: np.ndarray, aligned: np.ndarray, k: int = 10,
+                    max_points: int = 2000, seed: int = 0) -> float:
+    """sklearn's trustworthiness (cosine), on a fixed random subset of at most ``max_points``."""
+    from sklearn.manifold import trustworthiness as sk_trust
+
+    idx = _subset(len(original), max_points, seed)
+    k = min(k, (len(idx) - 1) // 2)
+    return float(sk_trust(original[idx], aligned[idx], n_neighbors=k, metric="cosine"))
+
+
+def neighbourhood_metrics(alignment: Alignment, a: np.ndarray, b: np.ndarray, k: int = 10,
+                          max_points: int = 2000, seed: int = 0) -> dict[str, float]:
+    """kNN Jaccard@k and trustworthiness per modality, original (standardised) vs aligned.
+
+    The original space is centred by the evaluated points' own mean, which leaves neighbourhoods
+    as the aligners saw them and needs nothing from the alignment (ASIF/CCA have no heads).
+    """
+    out = {}
+    for side, x, embed in (("a", a, alignment.embed_a), ("b", b, alignment.embed_b)):
+        x = np.asarray(x)[_subset(len(x), max_points, seed)]
+        if len(x) < 4:
+            continue
+        orig, new = Standardizer.fit(x)(x), embed(x)
+        out[f"knn_jaccard_{side}"] = float(knn_jaccard(orig, new, k).mean())
+        out[f"trustworthiness_{side}"] = trustworthiness(orig, new, k, max_points, seed)
+    return out
+
+
+def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
+                 test_y: np.ndarray) -> float:
+    """Supervised ceiling: logistic regression on standardised features, all labels used."""
+    from sklearn.linear_model import LogisticRegression
+
+    std = Standardizer.fit(train_x)
+    clf = LogisticRegression(max_iter=1000, C=10.0).fit(std(train_x), train_y)
+    return float(clf.score(std(test_x), test_y))
+
+
+def _subset(n: int, max_points: int, seed: int) -> np.ndarray:
+    if n <= max_points:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
