@@ -34,6 +34,8 @@ def _seeds(text: str) -> list[int]:
 
 def _add_common(p: argparse.ArgumentParser, budget: bool = True) -> None:
     p.add_argument("--task", default="fashion-mnist", help="fashion-mnist | emoji | folder:<path>")
+    p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a task constructor option, e.g. n_test=2000 (repeatable)")
     if budget:
         p.add_argument("--budget", type=int, default=100, help="paired-data budget N (validation included)")
     p.add_argument("--seeds", type=_seeds, default=list(range(5)),
@@ -65,10 +67,24 @@ def _train_config(args) -> TrainConfig:
     return replace(TrainConfig(), **overrides)
 
 
+def _task_options(pairs: list[str]) -> dict:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise GeraError(f"--task-option {pair!r} must look like KEY=VALUE, e.g. n_test=2000.")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value  # a plain string
+    return options
+
+
 def _settings(args, budget: int):
     from gera.experiment import CompareSettings
 
-    return CompareSettings(task=args.task, budget=budget, seeds=args.seeds,
+    return CompareSettings(task=args.task, task_options=_task_options(args.task_option),
+                           budget=budget, seeds=args.seeds,
                            methods=[m.strip() for m in args.methods.split(",") if m.strip()],
                            encoder_a=args.encoder_a, encoder_b=args.encoder_b,
                            unpaired_a=args.unpaired_a, unpaired_b=args.unpaired_b,
@@ -187,7 +203,7 @@ def cmd_embed(args) -> None:
     from gera.encoders import DEFAULT_ENCODERS, get_encoder
     from gera.experiment import EmbeddedTask, split_items
 
-    task = get_task(args.task)
+    task = get_task(args.task, **_task_options(args.task_option))
     enc_a = get_encoder(args.encoder_a or DEFAULT_ENCODERS[task.a.modality], task.a.modality)
     enc_b = get_encoder(args.encoder_b or DEFAULT_ENCODERS[task.b.modality], task.b.modality)
     data = EmbeddedTask(task, enc_a, enc_b, EmbeddingCache())

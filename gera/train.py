@@ -107,6 +107,14 @@ def train(pairs_a: np.ndarray, pairs_b: np.ndarray, pool_a: np.ndarray, pool_b: 
     progress : called after every validation check with the last history row.
     should_stop : polled every step; True cancels (the best state so far is returned).
     """
+    for name, x in (("paired A", pairs_a), ("paired B", pairs_b), ("unpaired A", pool_a),
+                    ("unpaired B", pool_b)):
+        bad = int((~np.isfinite(x)).any(axis=1).sum()) if len(x) else 0
+        if bad:
+            raise GeraError(f"{bad} {name} embedding(s) contain NaN or inf, so training cannot "
+                            "start. Re-embed those items (delete their cache folder) or drop them.")
+    if len(pairs_a) < 2:
+        raise GeraError("Training needs at least 2 training pairs; raise the paired budget.")
     threads_before = torch.get_num_threads()
     if resolve_device(config.device) == "cpu":
         torch.set_num_threads(max(1, config.cpu_threads))

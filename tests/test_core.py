@@ -242,12 +242,18 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
         load_alignment(tmp_path / "junk")
 
 
-def test_nan_loss_is_a_clear_error():
+def test_nan_embeddings_are_refused_before_training():
     pairs, unpaired, _ = synthetic_world()
     bad = Pairs(pairs.a.copy(), pairs.b)
     bad.a[0, 0] = np.nan
-    with pytest.raises(GeraError, match="NaN|nan"):
+    with pytest.raises(GeraError, match="1 paired A embedding"):
         GeRA(TrainConfig(max_steps=5)).fit(bad, unpaired)
+
+
+def test_a_diverging_loss_is_a_clear_error():
+    pairs, unpaired, _ = synthetic_world()
+    with pytest.raises(GeraError, match="loss became"):
+        GeRA(TrainConfig(max_steps=50, lr=1e30, temperature=1e-30)).fit(pairs, unpaired)
 
 
 def test_unknown_training_option_is_named():

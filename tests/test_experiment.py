@@ -1,0 +1,99 @@
+"""End to end: real bundled encoders, real data (small subsets), the CLI and its JSON."""
+import json
+
+import numpy as np
+import pytest
+
+from gera.cache import EmbeddingCache
+from gera.cli import main
+from gera.experiment import CompareSettings, compare, to_json
+from gera.methods import METHODS
+from gera.train import TrainConfig
+
+SMALL_FASHION = ["--task", "fashion-mnist", "--task-option", "n_test=200", "--unpaired-a", "300",
+                 "--budget", "30", "--seeds", "2", "--grid-size", "1", "--max-steps", "40"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_cache(tmp_path_factory):
+    # One cache for the module: later tests reuse what the first embedded, as users do.
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GERA_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+def test_compare_cli_end_to_end(tmp_path, capsys):
+    out = tmp_path / "result.json"
+    assert main(["compare", *SMALL_FASHION, "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "GeRA − baseline" in table and "zero_shot_top1" in table
+    result = json.loads(out.read_text())
+    assert result["task"] == "fashion-mnist" and result["budget"] == 30
+    assert set(result["methods"]) == set(METHODS)
+    assert result["config"]["seeds"] == [0, 1]
+    for name, rec in result["methods"].items():
+        top1 = rec["metrics"]["zero_shot_top1"]
+        assert len(top1["values"]) == 2 and 0.0 <= top1["mean"] <= 1.0
+        assert top1["mean"] > 0.2, f"{name} is at chance on fashion-mnist (0.10)"
+        for key in ("zero_shot_top5", "knn_jaccard_a", "knn_jaccard_b", "trustworthiness_a",
+                    "trustworthiness_b"):
+            assert key in rec["metrics"]
+    gera = np.array(result["methods"]["gera"]["metrics"]["zero_shot_top1"]["values"])
+    for name in METHODS[1:]:
+        other = np.array(result["methods"][name]["metrics"]["zero_shot_top1"]["values"])
+        diff = result["paired_differences"][name]["zero_shot_top1"]["values"]
+        assert np.allclose(diff, gera - other)
+    assert 0.3 < result["ceiling"]["linear_probe_top1"] <= 1.0
+
+
+def test_compare_emoji_reports_retrieval_and_held_out_zero_shot():
+    settings = CompareSettings(task="emoji", task_options={"n_test_pairs": 100}, budget=30,
+                               seeds=(0,), methods=("gera", "asif"), unpaired_a=150,
+                               unpaired_b=300, grid_size=1, train=TrainConfig(max_steps=30))
+    result = to_json(compare(settings))
+    metrics = result["methods"]["gera"]["metrics"]
+    for key in ("recall@1_a2b", "recall@10_b2a", "zero_shot_top1", "knn_jaccard_b"):
+        assert key in metrics
+    assert result["config"]["validation"] == "retrieval"
+    # 100 candidates: chance R@10 is 0.10
+    assert metrics["recall@10_a2b"]["mean"] > 0.1
+
+
+def test_second_compare_embeds_nothing(monkeypatch):
+    from gera.encoders import get_encoder
+
+    settings = CompareSettings(task="fashion-mnist", task_options={"n_test": 200}, budget=30,
+                               seeds=(0,), methods=("procrustes",), unpaired_a=300, grid_size=1)
+    compare(settings)  # fills whatever the first test did not
+
+    def no_more_embedding(*args, **kwargs):
+        raise AssertionError("a cached item was embedded again")
+
+    for name, modality in (("mobilenet_v2", "image"), ("minilm", "text")):
+        monkeypatch.setattr(get_encoder(name, modality), "embed", no_more_embedding)
+    result = compare(settings)
+    assert result["methods"]["procrustes"]["metrics"]["zero_shot_top1"]["mean"] > 0.2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "no-such-task"], "Unknown task"),
+    (["--budget", "100000"], "out of range"),
+    (["--methods", "gera,magic"], "Unknown method"),
+    (["--encoder-a", "resnet9000"], "resnet9000"),
+    (["--task-option", "n_test"], "KEY=VALUE"),
+])
+def test_cli_bad_input_is_one_clear_message(args, message, capsys):
+    assert main(["compare", "--seeds", "1", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_train_command_writes_loadable_checkpoints(tmp_path):
+    from gera.checkpoint import load_alignment
+
+    assert main(["train", *SMALL_FASHION, "--methods", "gera,asif", "--out", str(tmp_path)]) == 0
+    alignment, meta = load_alignment(tmp_path / "fashion-mnist-gera")
+    assert meta["method"] == "gera" and meta["encoder_a"] == "mobilenet_v2"
+    assert alignment.embed_a(np.ones((1, 1280), np.float32)).shape == (1, 256)
+    assert (tmp_path / "fashion-mnist-asif.safetensors").is_file()
