@@ -196,10 +196,14 @@ class RelativeAlignment(Alignment):
         self.k, self.p, self.method = int(min(k, len(anchors_a))), float(p), method
 
     def _relative(self, s: np.ndarray, anchors: np.ndarray) -> np.ndarray:
-        sims = np.clip(s @ anchors.T, 0.0, None)
+        sims = s @ anchors.T
         if self.k < sims.shape[1]:
             drop = np.argpartition(-sims, self.k, axis=1)[:, self.k:]
             np.put_along_axis(sims, drop, 0.0, axis=1)
+        sims = np.clip(sims, 0.0, None)
+        # Scale each row to max 1 before the power so p = 16 cannot underflow the norm. A query
+        # with no positive similarity stays all-zero: it scores 0 everywhere and ranks last.
+        sims /= np.maximum(sims.max(1, keepdims=True), 1e-12)
         return l2_normalize(sims ** self.p)
 
     def embed_a(self, x):

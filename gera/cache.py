@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from gera.data.base import ItemSet
 from gera.encoders.base import Encoder, Progress
 from gera.errors import GeraError
+from gera.io import atomic_write
 
 CHUNK_ITEMS = 1024  # items loaded, embedded and written per chunk: bounds memory and lost work
 _UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
@@ -36,26 +37,15 @@ def default_cache_root() -> Path:
 
 
 def _write_atomic(path: Path, write: Callable[[object], None]) -> None:
-    """``write(file)`` into a temp file beside ``path``, fsync, then rename over ``path``.
-
-    Any failure removes the temp file; an ``OSError`` (disk full, read-only, permissions) becomes
-    a ``GeraError`` that names the folder.
-    """
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}{path.suffix}")
+    """``atomic_write``, with an ``OSError`` (disk full, read-only, permissions) turned into a
+    ``GeraError`` that names the cache folder and the fix."""
     try:
-        with open(tmp, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise GeraError(
-                f"Could not write to the embedding cache folder {path.parent} ({exc.strerror or exc})."
-                " Free some disk space there, or point the cache elsewhere with the environment "
-                "variable GERA_CACHE_DIR.") from exc
-        raise
+        atomic_write(path, write)
+    except OSError as exc:
+        raise GeraError(
+            f"Could not write to the embedding cache folder {path.parent} ({exc.strerror or exc})."
+            " Free some disk space there, or point the cache elsewhere with the environment "
+            "variable GERA_CACHE_DIR.") from exc
 
 
 class _EncoderStore:

@@ -6,18 +6,17 @@ never unpickles anything. Writes are atomic: a crash or a full disk leaves no ha
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 
 from gera import __version__
 from gera.aligners import Alignment
 from gera.errors import GeraError
+from gera.io import atomic_write
 
 FORMAT = "gera-alignment/1"
 
@@ -26,17 +25,6 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
     path = Path(path)
     stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
-
-
-def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_alignment(alignment: Alignment, path: str | Path, meta: Optional[dict] = None) -> tuple[Path, Path]:
@@ -48,8 +36,8 @@ def save_alignment(alignment: Alignment, path: str | Path, meta: Optional[dict] 
     doc = {"format": FORMAT, "gera_version": __version__, "kind": alignment.kind,
            "config": config, "meta": meta or {}}
     try:
-        _atomic_write(weights, lambda tmp: save_file(tensors, tmp))
-        _atomic_write(config_path, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2)))
+        atomic_write(weights, lambda f: f.write(save(tensors)))
+        atomic_write(config_path, lambda f: f.write(json.dumps(doc, indent=2).encode()))
     except OSError as err:
         raise GeraError(f"Could not write the checkpoint to {weights.parent} ({err.strerror or err}). "
                         "Free some disk space or choose another folder.") from err
@@ -72,4 +60,9 @@ def load_alignment(path: str | Path) -> tuple[Alignment, dict]:
     if doc.get("format") != FORMAT or doc.get("kind") not in Alignment.registry:
         raise GeraError(f"{config_path} is not a GeRA checkpoint (format {doc.get('format')!r}, "
                         f"kind {doc.get('kind')!r}).")
-    return Alignment.registry[doc["kind"]].from_state(tensors, doc["config"]), doc.get("meta", {})
+    try:
+        alignment = Alignment.registry[doc["kind"]].from_state(tensors, doc["config"])
+    except (KeyError, ValueError, RuntimeError) as err:
+        raise GeraError(f"Checkpoint {weights.with_suffix('')} does not match its {doc['kind']!r} "
+                        f"format (missing or misshapen {err}). Re-save it with this version.") from err
+    return alignment, doc.get("meta", {})

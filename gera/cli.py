@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from gera.errors import GeraError
+from gera.io import atomic_write
 from gera.methods import METHODS
 from gera.train import TrainConfig
 
@@ -91,19 +91,13 @@ def _settings(args, budget: int):
                            grid_size=args.grid_size, train=_train_config(args))
 
 
-class _StageReporter:
-    """Prints one line per stage change to stderr (embedding progress, each fit's end)."""
-
-    def __init__(self):
-        self.last = None
-
-    def __call__(self, event: dict) -> None:
-        stage = event["stage"]
-        if stage == "embed":
-            if event["done"] == event["total"]:
-                print(f"  embedded {event['total']} {event['side'].upper()} items", file=sys.stderr)
-        elif stage == "evaluate":
-            print(f"  seed {event['seed']}: {event['method']} fitted, evaluating", file=sys.stderr)
+def _report_stage(event: dict) -> None:
+    """One line per finished stage on stderr (an embedding pass, each method's fit)."""
+    stage = event["stage"]
+    if stage == "embed" and event["done"] == event["total"]:
+        print(f"  embedded {event['total']} {event['side'].upper()} items", file=sys.stderr)
+    elif stage == "evaluate":
+        print(f"  seed {event['seed']}: {event['method']} fitted, evaluating", file=sys.stderr)
 
 
 def format_table(result: dict) -> str:
@@ -151,16 +145,14 @@ def _write_json(path: Path | None, payload) -> None:
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(json.dumps(payload, indent=2).encode()))
     print(f"wrote {path}", file=sys.stderr)
 
 
 def cmd_compare(args) -> None:
     from gera.experiment import compare, to_json
 
-    result = to_json(compare(_settings(args, args.budget), progress=_StageReporter()))
+    result = to_json(compare(_settings(args, args.budget), progress=_report_stage))
     print(format_table(result))
     print(f"\nwall time {result['wall_s']:.0f} s")
     _write_json(args.json, result)
@@ -171,10 +163,40 @@ def cmd_sweep(args) -> None:
 
     results = []
     for budget in args.budgets:
-        result = to_json(compare(_settings(args, budget), progress=_StageReporter()))
+        result = to_json(compare(_settings(args, budget), progress=_report_stage))
         print(format_table(result) + "\n")
         results.append(result)
         _write_json(args.json, results)  # after every budget: a long sweep keeps what it finished
+
+
+def cmd_ablate(args) -> None:
+    from gera.experiment import ablate
+
+    values = [_parse_value(v) for v in args.values.split(",")]
+    result = ablate(_settings(args, args.budget), args.param, values, progress=_report_stage)
+    print(format_ablation(result))
+    _write_json(args.json, result)
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text.strip()
+
+
+def format_ablation(result: dict) -> str:
+    """One row per value: GeRA's metrics, and GeRA − contrastive paired over the same seeds."""
+    first = result["runs"][0]
+    metrics = [m for m in TABLE_METRICS if m in first["methods"]["gera"]["metrics"]]
+    lines = [f"{result['task']}  budget {result['budget']}  seeds {len(first['config']['seeds'])}: "
+             f"GeRA with {result['param']} varied (nothing tuned); below each row, GeRA − contrastive",
+             _row([result["param"]] + metrics)]
+    for run in result["runs"]:
+        gera, diff = run["methods"]["gera"]["metrics"], run["paired_differences"]["contrastive"]
+        lines.append(_row([str(run["value"])] + [_pm(gera.get(m)) for m in metrics]))
+        lines.append(_row(["  Δ contr."] + [_pm(diff.get(m), signed=True) for m in metrics]))
+    return "\n".join(lines)
 
 
 def cmd_train(args) -> None:
@@ -184,7 +206,7 @@ def cmd_train(args) -> None:
 
     settings = _settings(args, args.budget)
     settings.seeds = settings.seeds[:1]
-    result = compare(settings, progress=_StageReporter())
+    result = compare(settings, progress=_report_stage)
     summary = to_json(result)
     print(format_table(summary))
     for name, alignment in result["_alignments"].items():
@@ -227,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, budget=False)
     p.add_argument("--budgets", type=_int_list, default=[10, 30, 100, 300, 1000, 3000])
     p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("ablate", help="GeRA with one setting varied, each against contrastive-only")
+    _add_common(p)
+    p.add_argument("--param", required=True, help="alpha, k, k_pool, kernel, geo_batch, … or unpaired_a / unpaired_b")
+    p.add_argument("--values", required=True, help="comma-separated values, e.g. 0.1,1,10,100")
+    p.set_defaults(func=cmd_ablate)
     p = sub.add_parser("train", help="fit the methods on one seed and save checkpoints")
     _add_common(p)
     p.add_argument("--out", type=Path, default=Path("checkpoints"))

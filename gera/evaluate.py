@@ -18,14 +18,39 @@ def class_prototypes(alignment: Alignment, prompt_emb: np.ndarray) -> np.ndarray
     return l2_normalize(z.mean(1))
 
 
+def ranks(scores: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """Per row, how many WRONG candidates score at least as high as the best correct one.
+
+    Ties count against the query, and NaN scores count as the worst possible, so a collapsed
+    embedding (every score equal) ranks last instead of first.
+    """
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    best_correct = np.where(correct, scores, -np.inf).max(1)
+    return ((scores >= best_correct[:, None]) & ~correct).sum(1)
+
+
+def mean_reciprocal_rank(scores: np.ndarray, correct: np.ndarray) -> float:
+    return float((1.0 / (1.0 + ranks(scores, correct))).mean())
+
+
+def zero_shot_scores(alignment: Alignment, images: np.ndarray, prompt_emb: np.ndarray) -> np.ndarray:
+    """(n, C) similarities of each A item to each class prototype."""
+    return alignment.embed_a(images) @ class_prototypes(alignment, prompt_emb).T
+
+
 def zero_shot(alignment: Alignment, images: np.ndarray, labels: np.ndarray,
               prompt_emb: np.ndarray, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
     """Top-k accuracy of predicting each A item's class by the nearest class prototype."""
-    scores = alignment.embed_a(images) @ class_prototypes(alignment, prompt_emb).T
-    # Rank of the true class = how many classes score strictly higher.
-    true = scores[np.arange(len(labels)), labels]
-    rank = (scores > true[:, None]).sum(1)
+    scores = zero_shot_scores(alignment, images, prompt_emb)
+    rank = ranks(scores, np.eye(scores.shape[1], dtype=bool)[labels])
     return {f"zero_shot_top{k}": float((rank < k).mean()) for k in ks if k <= scores.shape[1]}
+
+
+def pair_matches(a_ids: np.ndarray, b_ids: np.ndarray) -> np.ndarray:
+    """``correct[i, j]``: pair j's items are a right answer for pair i's query — the same A item
+    or the same B item (an image with two captions; two identical captions)."""
+    a_ids, b_ids = np.asarray(a_ids), np.asarray(b_ids)
+    return (a_ids[:, None] == a_ids[None, :]) | (b_ids[:, None] == b_ids[None, :])
 
 
 def retrieval(alignment: Alignment, a: np.ndarray, b: np.ndarray,
@@ -33,19 +58,16 @@ def retrieval(alignment: Alignment, a: np.ndarray, b: np.ndarray,
               ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
     """Recall@k both directions on held-out pairs (row i of ``a`` ↔ row i of ``b``).
 
-    Candidates are all rows of the other side. ``a_ids``/``b_ids`` mark duplicate items: a
-    retrieved candidate with the same id as the true partner counts as correct (two identical
-    captions cannot be told apart, so neither should be a miss).
+    Candidates are all rows of the other side. ``a_ids``/``b_ids`` name the items, so a duplicate
+    of the true partner, or another caption of the same image, counts as correct.
     """
     n = len(a)
-    a_ids = np.arange(n) if a_ids is None else np.asarray(a_ids)
-    b_ids = np.arange(n) if b_ids is None else np.asarray(b_ids)
+    correct = pair_matches(np.arange(n) if a_ids is None else a_ids,
+                           np.arange(n) if b_ids is None else b_ids)
     sims = alignment.embed_a(a) @ alignment.embed_b(b).T
     out = {}
-    for direction, s, ids in (("a2b", sims, b_ids), ("b2a", sims.T, a_ids)):
-        true = np.array([s[i][ids == ids[i]].max() for i in range(n)])
-        wrong = ids[None, :] != ids[:, None]
-        rank = ((s > true[:, None]) & wrong).sum(1)
+    for direction, s in (("a2b", sims), ("b2a", sims.T)):
+        rank = ranks(s, correct)
         for k in ks:
             out[f"recall@{k}_{direction}"] = float((rank < k).mean())
     return out
@@ -73,8 +95,8 @@ def neighbourhood_metrics(alignment: Alignment, a: np.ndarray, b: np.ndarray, k:
                           max_points: int = 2000, seed: int = 0) -> dict[str, float]:
     """kNN Jaccard@k and trustworthiness per modality, original (standardised) vs aligned.
 
-    The original space is centred by the evaluated points' own mean, which leaves neighbourhoods
-    as the aligners saw them and needs nothing from the alignment (ASIF/CCA have no heads).
+    The original space is the evaluated points centred by their own mean and L2-normalised: the
+    same reference for every method, whatever its own preprocessing (ASIF and CCA have no heads).
     """
     out = {}
     for side, x, embed in (("a", a, alignment.embed_a), ("b", b, alignment.embed_b)):

@@ -20,8 +20,9 @@ from gera.data.base import Split, Task, ZeroShot
 from gera.data.text import text_items
 from gera.encoders import DEFAULT_ENCODERS, get_encoder
 from gera.errors import GeraError
-from gera.evaluate import class_prototypes, linear_probe, neighbourhood_metrics, retrieval, zero_shot
-from gera.methods import METHODS, Pairs, Unpaired, get_method
+from gera.evaluate import (linear_probe, mean_reciprocal_rank, neighbourhood_metrics, pair_matches,
+                           retrieval, zero_shot, zero_shot_scores)
+from gera.methods import METHODS, Pairs, Unpaired, get_method, method_class
 from gera.train import TrainConfig
 
 Progress = Optional[Callable[[dict], None]]
@@ -29,7 +30,12 @@ Progress = Optional[Callable[[dict], None]]
 
 @dataclass
 class CompareSettings:
-    """What ``compare`` runs. ``grid_size`` = settings tried per method (1 = defaults only)."""
+    """What ``compare`` runs.
+
+    ``grid_size``: settings tried per method, the same number for every method (1 = each
+    method's first grid point; 0 = no grid at all: the trained methods use ``train`` exactly as
+    given and the training-free ones their defaults — for ablations).
+    """
 
     task: str = "fashion-mnist"
     task_options: dict = field(default_factory=dict)  # passed to get_task (e.g. n_test)
@@ -52,6 +58,7 @@ class EmbeddedTask:
         self.task, self.encoder_a, self.encoder_b, self.cache = task, encoder_a, encoder_b, cache
         self._a: dict[int, np.ndarray] = {}
         self._b: dict[int, np.ndarray] = {}
+        self._prompts: dict[tuple, np.ndarray] = {}
 
     def ensure(self, a_indices: np.ndarray, b_indices: np.ndarray, progress: Progress = None):
         """Embed (or fetch from the cache) every listed item not yet held in memory."""
@@ -75,10 +82,12 @@ class EmbeddedTask:
 
     def prompts(self, zs: ZeroShot) -> np.ndarray:
         """(C, T, d_B) raw embeddings of the class prompts (cached like any text)."""
-        flat = [p for prompts in zs.prompts for p in prompts]
-        items = text_items(flat)
-        emb = self.cache.embed(self.encoder_b, items, np.arange(len(flat)))
-        return emb.reshape(len(zs.prompts), -1, emb.shape[1])
+        key = tuple(map(tuple, zs.prompts))
+        if key not in self._prompts:
+            flat = [p for prompts in zs.prompts for p in prompts]
+            emb = self.cache.embed(self.encoder_b, text_items(flat), np.arange(len(flat)))
+            self._prompts[key] = emb.reshape(len(zs.prompts), -1, emb.shape[1])
+        return self._prompts[key]
 
 
 def _stack(store: dict, idx, dim: int) -> np.ndarray:
@@ -98,13 +107,6 @@ def split_items(split: Split) -> tuple[np.ndarray, np.ndarray]:
     return np.unique(np.concatenate(a)).astype(np.int64), np.unique(np.concatenate(b)).astype(np.int64)
 
 
-def mean_reciprocal_rank(scores: np.ndarray, correct: np.ndarray) -> float:
-    """Mean over rows of 1 / (1 + number of wrong candidates scoring above the best correct one)."""
-    best_correct = np.where(correct, scores, -np.inf).max(1)
-    rank = ((scores > best_correct[:, None]) & ~correct).sum(1)
-    return float((1.0 / (1.0 + rank)).mean())
-
-
 def validation_score(data: EmbeddedTask, split: Split, metric: str) -> Callable[[Alignment], float]:
     """The one validation score every method is tuned and early-stopped on (higher is better).
 
@@ -118,17 +120,17 @@ def validation_score(data: EmbeddedTask, split: Split, metric: str) -> Callable[
         x, prompts, labels = data.a(zs.a_indices), data.prompts(zs), zs.labels
 
         def score(alignment: Alignment) -> float:
-            sims = alignment.embed_a(x) @ class_prototypes(alignment, prompts).T
+            sims = zero_shot_scores(alignment, x, prompts)
             return mean_reciprocal_rank(sims, np.eye(sims.shape[1], dtype=bool)[labels])
         return score
 
     ia, ib = split.val_pairs[:, 0], split.val_pairs[:, 1]
     xa, xb = data.a(ia), data.b(ib)
-    same_b, same_a = ib[:, None] == ib[None, :], ia[:, None] == ia[None, :]
+    correct = pair_matches(ia, ib)
 
     def score(alignment: Alignment) -> float:
         sims = alignment.embed_a(xa) @ alignment.embed_b(xb).T
-        return 0.5 * (mean_reciprocal_rank(sims, same_b) + mean_reciprocal_rank(sims.T, same_a))
+        return 0.5 * (mean_reciprocal_rank(sims, correct) + mean_reciprocal_rank(sims.T, correct))
     return score
 
 
@@ -152,35 +154,57 @@ def test_metrics(alignment: Alignment, data: EmbeddedTask, split: Split, k: int)
     return out
 
 
-def fit_tuned(name: str, settings: CompareSettings, data: EmbeddedTask, split: Split,
-              seed: int, progress: Progress = None,
+@dataclass
+class SeedData:
+    """What every method gets for one seed: the same pairs, pools and validation score."""
+
+    seed: int
+    split: Split
+    pairs: Pairs
+    unpaired: Unpaired
+    validate: Optional[Callable[[Alignment], float]]  # None: too few validation pairs to tune on
+
+
+def prepare_seed(data: EmbeddedTask, split: Split, seed: int) -> SeedData:
+    pairs = Pairs(data.a(split.train_pairs[:, 0]), data.b(split.train_pairs[:, 1]))
+    unpaired = Unpaired(data.a(split.unpaired_a), data.b(split.unpaired_b))
+    # One validation pair ranks first among one candidate whatever the model: no signal, so no
+    # tuning and no early stopping for ANY method (reported in the result's config).
+    validate = (validation_score(data, split, data.task.val_metric)
+                if len(split.val_pairs) >= 2 else None)
+    return SeedData(seed, split, pairs, unpaired, validate)
+
+
+def method_grid(name: str, pairs: Pairs, grid_size: int) -> list[dict]:
+    if grid_size == 0:
+        return [{}]
+    grid = method_class(name).grid(len(pairs), pairs.a.shape[1], pairs.b.shape[1])
+    return grid[:grid_size]
+
+
+def fit_tuned(name: str, settings: CompareSettings, seed_data: SeedData, progress: Progress = None,
               should_stop: Optional[Callable[[], bool]] = None):
     """Fit ``name`` for each setting of its grid (the first ``grid_size``), keep the best by
     validation score. Returns ``(alignment, chosen_params, val_score, method_object)``."""
-    pairs = Pairs(data.a(split.train_pairs[:, 0]), data.b(split.train_pairs[:, 1]))
-    unpaired = Unpaired(data.a(split.unpaired_a), data.b(split.unpaired_b))
-    validate = validation_score(data, split, data.task.val_metric)
+    validate, seed = seed_data.validate, seed_data.seed
+    grid = method_grid(name, seed_data.pairs, settings.grid_size if validate else min(settings.grid_size, 1))
     best = None
-    for params in get_method(name).grid(len(pairs))[:max(1, settings.grid_size)]:
+    for params in grid:
         kwargs = dict(params)
-        if get_method(name).trained:
-            kwargs = {"base": _with_seed(settings.train, seed), **params}
+        if method_class(name).trained:
+            kwargs = {"base": replace(settings.train, seed=seed), **params}
         method = get_method(name, **kwargs)
         report = None if progress is None else (
             lambda row, p=params: progress({"stage": "train", "method": name, "seed": seed,
                                             "params": p, **row}))
-        alignment = method.fit(pairs, unpaired, validate=validate, progress=report,
-                               should_stop=should_stop)
-        val = validate(alignment)
+        alignment = method.fit(seed_data.pairs, seed_data.unpaired, validate=validate,
+                               progress=report, should_stop=should_stop)
+        val = validate(alignment) if validate else float("nan")
         if best is None or val > best[2]:
             best = (alignment, params, val, method)
         if should_stop is not None and should_stop():
             break
     return best
-
-
-def _with_seed(config: TrainConfig, seed: int) -> TrainConfig:
-    return replace(config, seed=seed)
 
 
 def summarize(values: list[float]) -> dict:
@@ -200,7 +224,8 @@ def compare(settings: CompareSettings, cache: Optional[EmbeddingCache] = None,
     unknown = [m for m in settings.methods if m not in METHODS]
     if unknown:
         raise GeraError(f"Unknown method(s) {unknown}; choose from {', '.join(METHODS)}.")
-    if not settings.seeds:
+    seeds = list(dict.fromkeys(settings.seeds))  # a repeated seed would only repeat a run
+    if not seeds:
         raise GeraError("Give at least one seed.")
     task = get_task(settings.task, **settings.task_options)
     encoder_a = get_encoder(settings.encoder_a or DEFAULT_ENCODERS[task.a.modality], task.a.modality)
@@ -208,7 +233,7 @@ def compare(settings: CompareSettings, cache: Optional[EmbeddingCache] = None,
     data = EmbeddedTask(task, encoder_a, encoder_b, cache or EmbeddingCache())
 
     splits = {s: task.split(settings.budget, s, settings.unpaired_a, settings.unpaired_b)
-              for s in settings.seeds}
+              for s in seeds}
     needed = [split_items(sp) for sp in splits.values()]
     data.ensure(np.concatenate([a for a, _ in needed]), np.concatenate([b for _, b in needed]),
                 progress)
@@ -217,10 +242,13 @@ def compare(settings: CompareSettings, cache: Optional[EmbeddingCache] = None,
                                        "fit_s": []} for m in settings.methods}
     alignments, histories = {}, {}
     for seed, split in splits.items():
+        seed_data = prepare_seed(data, split, seed)
         for name in settings.methods:
             t_fit = time.perf_counter()
-            alignment, params, val, method = fit_tuned(name, settings, data, split, seed,
-                                                       progress, should_stop)
+            alignment, params, val, method = fit_tuned(name, settings, seed_data, progress,
+                                                       should_stop)
+            if should_stop is not None and should_stop():
+                raise GeraError("Cancelled.")
             record = per_method[name]
             record["fit_s"].append(time.perf_counter() - t_fit)
             record["chosen"].append(params)
@@ -231,11 +259,9 @@ def compare(settings: CompareSettings, cache: Optional[EmbeddingCache] = None,
                 progress({"stage": "evaluate", "method": name, "seed": seed})
             for metric, value in test_metrics(alignment, data, split, settings.neighbourhood_k).items():
                 record["metrics"].setdefault(metric, []).append(value)
-            if seed == settings.seeds[0]:
+            if seed == seeds[0]:
                 alignments[name] = alignment
                 histories[name] = method.result.history if method.result is not None else []
-            if should_stop is not None and should_stop():
-                raise GeraError("Cancelled.")
 
     methods_out = {}
     for name, rec in per_method.items():
@@ -244,14 +270,17 @@ def compare(settings: CompareSettings, cache: Optional[EmbeddingCache] = None,
             "chosen": rec["chosen"], "val_score": summarize(rec["val"]),
             "best_step": rec["steps"], "fit_s": summarize(rec["fit_s"]),
         }
+    first = prepare_seed(data, splits[seeds[0]], seeds[0])
     result = {
         "task": settings.task, "budget": settings.budget,
-        "config": {"seeds": list(settings.seeds), "methods": list(settings.methods),
+        "config": {"seeds": seeds, "methods": list(settings.methods),
                    "encoder_a": encoder_a.name, "encoder_b": encoder_b.name,
-                   "grid_size": settings.grid_size,
-                   "grids": {m: get_method(m).grid(len(next(iter(splits.values())).train_pairs))
-                             [:max(1, settings.grid_size)] for m in settings.methods},
-                   "validation": task.val_metric, "train": asdict(settings.train),
+                   "grid_size": settings.grid_size if first.validate else min(settings.grid_size, 1),
+                   "grids": {m: method_grid(m, first.pairs, settings.grid_size)
+                             for m in settings.methods},
+                   "validation": task.val_metric if first.validate else
+                   "none (fewer than 2 validation pairs: no tuning, no early stopping)",
+                   "train": asdict(settings.train),
                    "split": next(iter(splits.values())).info, "neighbourhood_k": settings.neighbourhood_k},
         "wall_s": time.perf_counter() - t0,
         "methods": methods_out,
@@ -287,6 +316,30 @@ def supervised_ceiling(task: Task, data: EmbeddedTask, split: Split) -> Optional
     train_idx = np.concatenate([split.train_pairs[:, 0], split.val_pairs[:, 0], split.unpaired_a])
     acc = linear_probe(data.a(train_idx), task.labels_a[train_idx], data.a(zs.a_indices), zs.labels)
     return {"linear_probe_top1": acc, "n_labels": int(len(train_idx))}
+
+
+ABLATABLE_SPLIT = ("unpaired_a", "unpaired_b")
+
+
+def ablate(settings: CompareSettings, param: str, values: Sequence, progress: Progress = None,
+           should_stop: Optional[Callable[[], bool]] = None) -> dict:
+    """GeRA with ONE setting varied and nothing tuned (grid 0), each value against contrastive-only
+    on the same seeds and pairs. ``param`` is a ``TrainConfig`` field (alpha, k, kernel, …) or a
+    pool size (``unpaired_a``/``unpaired_b``: the reviewers' missing experiment — vary the
+    unpaired pool at a fixed budget)."""
+    train_fields = set(asdict(settings.train))
+    if param not in train_fields and param not in ABLATABLE_SPLIT:
+        raise GeraError(f"Cannot vary {param!r}: choose a training option "
+                        f"({', '.join(sorted(train_fields))}) or {' / '.join(ABLATABLE_SPLIT)}.")
+    runs = []
+    for value in values:
+        varied = (replace(settings, **{param: value}) if param in ABLATABLE_SPLIT
+                  else replace(settings, train=replace(settings.train, **{param: value})))
+        result = to_json(compare(replace(varied, methods=("gera", "contrastive"), grid_size=0),
+                                 progress=progress, should_stop=should_stop))
+        runs.append({"value": value, **result})
+    return {"task": settings.task, "budget": settings.budget, "param": param,
+            "values": list(values), "runs": runs}
 
 
 def to_json(result: dict) -> dict:

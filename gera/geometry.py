@@ -10,6 +10,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from gera.errors import GeraError
+
 KERNELS = ("heat", "inverse", "linear", "squared")
 
 
@@ -92,9 +94,16 @@ def diffusion_operator(w: torch.Tensor) -> torch.Tensor:
 
 
 def heat_bandwidth(nbr_sims: np.ndarray, k: int) -> float:
-    """ε = median squared distance to the k-th neighbour, from cosine similarities of unit vectors."""
-    kth = nbr_sims[:, min(k, nbr_sims.shape[1]) - 1]
-    return float(max(np.median(2.0 - 2.0 * kth), 1e-6))
+    """ε = median squared distance to the k-th neighbour, from cosine similarities of unit vectors.
+
+    Exact copies (distance 0) are left out: they say nothing about the scale of a neighbourhood.
+    """
+    kth = 2.0 - 2.0 * nbr_sims[:, min(k, nbr_sims.shape[1]) - 1].astype(np.float64)
+    kth = kth[kth > 1e-9]
+    if len(kth) == 0:
+        raise GeraError("Every point's neighbours coincide with it (the pool holds copies of a few "
+                        "vectors), so no kernel bandwidth exists. Use more distinct items.")
+    return float(np.median(kth))
 
 
 class NeighbourGraph:

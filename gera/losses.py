@@ -9,20 +9,20 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from gera.geometry import diffusion_operator, kernel_matrix
+from gera.geometry import diffusion_operator, kernel_matrix, pairwise_sq_dist
 
 DIVERGENCES = ("frobenius", "kl")
-MAX_LOGIT_SCALE = 100.0
+MAX_LOGIT_SCALE = 100.0  # CLIP's cap on 1/temperature
 
 
 def info_nce(za: torch.Tensor, zb: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """CLIP's symmetric InfoNCE over a batch of M pairs (row i of ``za`` pairs with row i of ``zb``).
 
-    ``za``, ``zb`` are unit vectors; ``logit_scale`` is log(1/temperature), clamped so the scale
-    stays ≤ 100 as in CLIP.
+    ``za``, ``zb`` are unit vectors; ``logit_scale`` is log(1/temperature) (the trainer clamps it
+    at log 100, as CLIP does). Two pairs sharing an item need no special target: identical rows
+    get identical logits, and the loss equals the one with both counted as positives.
     """
-    scale = logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
-    logits = scale * za @ zb.T
+    logits = logit_scale.exp() * za @ zb.T
     target = torch.arange(len(za), device=za.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
@@ -36,12 +36,22 @@ def geometric_loss(original: torch.Tensor, aligned: torch.Tensor, kernel: str = 
     serves both spaces (see ``kernel_matrix``). ``frobenius``: mean_i ‖T_i − T̃_i‖²_F;
     ``kl``: mean over rows of KL(T_i ‖ T̃_i).
     """
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"unknown divergence {divergence!r}; choose one of {DIVERGENCES}")
     with torch.no_grad():  # the original space is frozen: no gradient flows into it
         t_orig = diffusion_operator(kernel_matrix(original, kernel, eps))
-    t_aligned = diffusion_operator(kernel_matrix(aligned, kernel, eps))
     if divergence == "frobenius":
+        t_aligned = diffusion_operator(kernel_matrix(aligned, kernel, eps))
         return ((t_orig - t_aligned) ** 2).sum(dim=(-1, -2)).mean()
-    if divergence == "kl":
-        kl_rows = (t_orig * (t_orig.clamp_min(1e-12).log() - t_aligned.clamp_min(1e-12).log())).sum(-1)
-        return kl_rows.mean()
-    raise ValueError(f"unknown divergence {divergence!r}; choose one of {DIVERGENCES}")
+    log_orig = t_orig.clamp_min(1e-30).log()
+    kl_rows = (t_orig * (log_orig - log_diffusion_operator(aligned, kernel, eps))).sum(-1)
+    return kl_rows.mean()
+
+
+def log_diffusion_operator(u: torch.Tensor, kernel: str, eps: Optional[float]) -> torch.Tensor:
+    """log T, computed so that far points keep their gradient: for the heat kernel
+    log T = log_softmax(−‖u−v‖²/ε) exactly, where exp would underflow to 0 first."""
+    if kernel == "heat":
+        return F.log_softmax(-pairwise_sq_dist(u) / eps, dim=-1)
+    w = kernel_matrix(u, kernel, eps).clamp_min(1e-30)
+    return w.log() - w.sum(-1, keepdim=True).log()

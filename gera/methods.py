@@ -13,7 +13,7 @@ from typing import Callable, ClassVar, Optional
 import numpy as np
 
 from gera.aligners import Alignment, LinearAlignment, RelativeAlignment, Standardizer
-from gera.errors import GeraError
+from gera.errors import GeraError, require_finite
 from gera.train import TrainConfig, TrainResult, train
 
 
@@ -27,6 +27,8 @@ class Pairs:
     def __post_init__(self):
         if len(self.a) != len(self.b):
             raise GeraError(f"Pairs need as many A rows as B rows (got {len(self.a)} and {len(self.b)}).")
+        require_finite(self.a, "paired A")
+        require_finite(self.b, "paired B")
 
     def __len__(self) -> int:
         return len(self.a)
@@ -38,6 +40,10 @@ class Unpaired:
 
     a: np.ndarray
     b: np.ndarray
+
+    def __post_init__(self):
+        require_finite(self.a, "unpaired A")
+        require_finite(self.b, "unpaired B")
 
 
 class Method(ABC):
@@ -58,8 +64,9 @@ class Method(ABC):
 
     @classmethod
     @abstractmethod
-    def grid(cls, n_pairs: int) -> list[dict]:
-        """The tuning grid, most plausible setting first (``grid()[:1]`` = no tuning)."""
+    def grid(cls, n_pairs: int, dim_a: int, dim_b: int) -> list[dict]:
+        """The tuning grid for N training pairs and input dims d_A, d_B; its first point equals the
+        method's defaults, so ``grid(...)[:1]`` is "no tuning"."""
 
     @abstractmethod
     def fit(self, pairs: Pairs, unpaired: Unpaired,
@@ -96,7 +103,7 @@ class GeRA(Method):
         self.config = replace(base or TrainConfig(), **params)
 
     @classmethod
-    def grid(cls, n_pairs):
+    def grid(cls, n_pairs, dim_a, dim_b):
         return [{cls.GRID_KEY: v} for v in cls.GRID]
 
     def fit(self, pairs, unpaired, validate=None, progress=None, should_stop=None):
@@ -128,15 +135,16 @@ class Procrustes(Method):
     name = "procrustes"
 
     @classmethod
-    def grid(cls, n_pairs):
-        return [{"dim": d} for d in dict.fromkeys(max(2, n_pairs // f) for f in (2, 1, 4))]
+    def grid(cls, n_pairs, dim_a, dim_b):
+        cap = max(1, min(n_pairs, dim_a, dim_b))
+        return [{"dim": d} for d in dict.fromkeys(max(1, cap // f) for f in (1, 2, 4))]
 
     def fit(self, pairs, unpaired, validate=None, progress=None, should_stop=None):
         std_a, std_b = _standardizers(pairs, unpaired)
         pool_a = std_a(np.concatenate([pairs.a, unpaired.a]))
         pool_b = std_b(np.concatenate([pairs.b, unpaired.b]))
         dim = int(min(self.params.get("dim", len(pairs)), pairs.a.shape[1], pairs.b.shape[1],
-                      len(pairs), len(pool_a), len(pool_b)))
+                      len(pairs), len(pool_a), len(pool_b)))  # default: the cap
         offset_a, pca_a = _pca(pool_a, dim)
         offset_b, pca_b = _pca(pool_b, dim)
         xa = (std_a(pairs.a) - offset_a) @ pca_a
@@ -147,20 +155,24 @@ class Procrustes(Method):
 
 
 def _pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and top-``dim`` principal directions, from the d×d covariance (pools are far taller
+    than wide, so this is much cheaper than an SVD of the data)."""
     mean = x.mean(0)
-    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-    return mean, vt[:dim].T.astype(np.float32)
+    centred = (x - mean).astype(np.float64)
+    vals, vecs = np.linalg.eigh(centred.T @ centred)
+    return mean, vecs[:, np.argsort(vals)[::-1][:dim]].astype(np.float32)
 
 
 class ASIF(Method):
     """Training-free relative representations (Norelli et al. 2022): top-k similarities to the
-    paired anchors, raised to the power p. Defaults k = min(800, N), p = 8; the grid varies p."""
+    paired anchors, raised to the power p. Defaults k = min(800, N), p = 8; the grid varies both."""
 
     name = "asif"
 
     @classmethod
-    def grid(cls, n_pairs):
-        return [{"k": min(800, n_pairs), "p": p} for p in (8, 4, 16)]
+    def grid(cls, n_pairs, dim_a, dim_b):
+        k = min(800, n_pairs)
+        return [{"k": k, "p": 8}, {"k": k, "p": 4}, {"k": max(1, k // 4), "p": 8}]
 
     def fit(self, pairs, unpaired, validate=None, progress=None, should_stop=None):
         std_a, std_b = _standardizers(pairs, unpaired)
@@ -180,22 +192,26 @@ class CCA(Method):
     name = "cca"
 
     @classmethod
-    def grid(cls, n_pairs):
+    def grid(cls, n_pairs, dim_a, dim_b):
         return [{"reg": r} for r in (0.1, 0.01, 1.0)]
 
     def fit(self, pairs, unpaired, validate=None, progress=None, should_stop=None):
         n = len(pairs)
-        if n < 3:
-            raise GeraError("CCA needs at least 3 training pairs; raise the budget.")
+        if n < 2:
+            raise GeraError("CCA needs at least 2 training pairs; raise the budget.")
         std_a, std_b = _standardizers(pairs, unpaired)
         pool_a = std_a(np.concatenate([pairs.a, unpaired.a]))
         pool_b = std_b(np.concatenate([pairs.b, unpaired.b]))
-        reduce_to = min(n - 1, pairs.a.shape[1], pairs.b.shape[1], len(pool_a), len(pool_b))
+        reduce_to = max(1, min(n - 1, pairs.a.shape[1], pairs.b.shape[1], len(pool_a), len(pool_b)))
         offset_a, pca_a = _pca(pool_a, reduce_to)
         offset_b, pca_b = _pca(pool_b, reduce_to)
         xa = (std_a(pairs.a) - offset_a) @ pca_a
         xb = (std_b(pairs.b) - offset_b) @ pca_b
-        xa, xb = xa - xa.mean(0), xb - xb.mean(0)
+        # Centre on the pairs, and fold that centring into the offsets so embedding new points
+        # applies exactly the map that was fitted (pca has orthonormal columns).
+        mean_a, mean_b = xa.mean(0), xb.mean(0)
+        xa, xb = xa - mean_a, xb - mean_b
+        offset_a, offset_b = offset_a + mean_a @ pca_a.T, offset_b + mean_b @ pca_b.T
         reg = float(self.params.get("reg", 0.1))
         whiten_a = _inv_sqrt(xa.T @ xa / n, reg)
         whiten_b = _inv_sqrt(xb.T @ xb / n, reg)
@@ -215,7 +231,11 @@ def _inv_sqrt(cov: np.ndarray, reg: float) -> np.ndarray:
 METHODS = tuple(Method.registry)  # ("gera", "contrastive", "procrustes", "asif", "cca")
 
 
-def get_method(name: str, **params) -> Method:
+def method_class(name: str) -> type[Method]:
     if name not in Method.registry:
         raise GeraError(f"Unknown method {name!r}; choose from {', '.join(METHODS)}.")
-    return Method.registry[name](**params)
+    return Method.registry[name]
+
+
+def get_method(name: str, **params) -> Method:
+    return method_class(name)(**params)

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from gera.aligners import HeadAlignment, Standardizer, make_head
-from gera.errors import GeraError
+from gera.errors import GeraError, require_finite
 from gera.geometry import NeighbourGraph
-from gera.losses import geometric_loss, info_nce
+from gera.losses import MAX_LOGIT_SCALE, geometric_loss, info_nce
 
 
 @dataclass
@@ -92,8 +92,9 @@ def _run_head_on(head, pool: torch.Tensor,
     return out, len(z)
 
 
-def train(pairs_a: np.ndarray, pairs_b: np.ndarray, pool_a: np.ndarray, pool_b: np.ndarray,
-          config: TrainConfig, validate: Optional[Callable[[HeadAlignment], float]] = None,
+def train(pairs_a: np.ndarray, pairs_b: np.ndarray, unpaired_a: np.ndarray,
+          unpaired_b: np.ndarray, config: TrainConfig,
+          validate: Optional[Callable[[HeadAlignment], float]] = None,
           progress: Optional[Callable[[dict], None]] = None,
           should_stop: Optional[Callable[[], bool]] = None, method: str = "gera") -> TrainResult:
     """Fit two heads on paired embeddings, regularised by the geometry of each modality's pool.
@@ -101,51 +102,67 @@ def train(pairs_a: np.ndarray, pairs_b: np.ndarray, pool_a: np.ndarray, pool_b: 
     Parameters
     ----------
     pairs_a, pairs_b : (N, d_A), (N, d_B) raw embeddings of the training pairs (row i ↔ row i).
-    pool_a, pool_b : raw embeddings of the UNPAIRED items of each modality; the geometric term's
-        pool is pairs ∪ unpaired.
+    unpaired_a, unpaired_b : raw embeddings of the items with no partner. Each modality's pool —
+        where neighbourhoods live — is its paired ∪ unpaired items.
     validate : alignment → score (higher is better), for early stopping; ``None`` = run all steps.
     progress : called after every validation check with the last history row.
     should_stop : polled every step; True cancels (the best state so far is returned).
     """
-    for name, x in (("paired A", pairs_a), ("paired B", pairs_b), ("unpaired A", pool_a),
-                    ("unpaired B", pool_b)):
-        bad = int((~np.isfinite(x)).any(axis=1).sum()) if len(x) else 0
-        if bad:
-            raise GeraError(f"{bad} {name} embedding(s) contain NaN or inf, so training cannot "
-                            "start. Re-embed those items (delete their cache folder) or drop them.")
+    for name, x in (("paired A", pairs_a), ("paired B", pairs_b), ("unpaired A", unpaired_a),
+                    ("unpaired B", unpaired_b)):
+        require_finite(x, name)
     if len(pairs_a) < 2:
         raise GeraError("Training needs at least 2 training pairs; raise the paired budget.")
     threads_before = torch.get_num_threads()
     if resolve_device(config.device) == "cpu":
         torch.set_num_threads(max(1, config.cpu_threads))
     try:
-        return _train(pairs_a, pairs_b, pool_a, pool_b, config, validate, progress, should_stop, method)
+        return _train(pairs_a, pairs_b, unpaired_a, unpaired_b, config, validate, progress,
+                      should_stop, method)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _train(pairs_a, pairs_b, pool_a, pool_b, config, validate, progress, should_stop, method):
-    cfg = config
+def _pool(pairs: np.ndarray, unpaired: np.ndarray, center: bool):
+    """The standardised pool of one modality, one row per DISTINCT item, and each pair's row.
+
+    Distinct rows matter: class-level captions repeat across pairs, and copies of a point would
+    fill its neighbourhood and drive the heat-kernel bandwidth to zero.
+    """
+    raw = np.concatenate([pairs, unpaired])
+    std = Standardizer.fit(raw, center)
+    pool, inverse = np.unique(raw, axis=0, return_inverse=True)
+    return std, std(pool), inverse.reshape(-1)[:len(pairs)]
+
+
+def _train(pairs_a, pairs_b, unpaired_a, unpaired_b, cfg: TrainConfig, validate, progress,
+           should_stop, method):
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    # Separate streams: the pair batches are then the same for GeRA and contrastive-only at one
+    # seed, so their paired difference reflects α, not batch order.
+    gen_batches = torch.Generator().manual_seed(cfg.seed)
+    gen_geometry = torch.Generator().manual_seed(cfg.seed + 1)
 
-    # The original spaces: standardised pools (pairs first, so pair i is pool row i).
-    std_a = Standardizer.fit(np.concatenate([pairs_a, pool_a]), cfg.center)
-    std_b = Standardizer.fit(np.concatenate([pairs_b, pool_b]), cfg.center)
-    xa = torch.from_numpy(std_a(np.concatenate([pairs_a, pool_a]))).to(device)
-    xb = torch.from_numpy(std_b(np.concatenate([pairs_b, pool_b]))).to(device)
-    n_pairs = len(pairs_a)
+    std_a, pool_a, pair_rows_a = _pool(pairs_a, unpaired_a, cfg.center)
+    std_b, pool_b, pair_rows_b = _pool(pairs_b, unpaired_b, cfg.center)
     use_geo = cfg.alpha > 0
     if use_geo:
-        graphs = [NeighbourGraph(x.cpu().numpy(), cfg.k, cfg.k_pool, device) for x in (xa, xb)]
+        graphs = [NeighbourGraph(x, cfg.k, cfg.k_pool, device) for x in (pool_a, pool_b)]
+    xa, xb = torch.from_numpy(pool_a).to(device), torch.from_numpy(pool_b).to(device)
+    pair_rows_a = torch.from_numpy(pair_rows_a).to(device)
+    pair_rows_b = torch.from_numpy(pair_rows_b).to(device)
 
     head_a = make_head(cfg.head, xa.shape[1], cfg.dim, cfg.hidden).to(device)
     head_b = make_head(cfg.head, xb.shape[1], cfg.dim, cfg.hidden).to(device)
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature), device=device))
-    params = [*head_a.parameters(), *head_b.parameters(), logit_scale]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    weights = [p for h in (head_a, head_b) for p in h.parameters() if p.ndim >= 2]
+    others = [p for h in (head_a, head_b) for p in h.parameters() if p.ndim < 2]
+    # Weight decay on the weight matrices only: decaying the temperature or biases would make
+    # contrastive-only's weight-decay grid change more than its regularisation.
+    opt = torch.optim.AdamW([{"params": weights, "weight_decay": cfg.weight_decay},
+                             {"params": others + [logit_scale], "weight_decay": 0.0}], lr=cfg.lr)
     head_config = {"head": cfg.head, "in_a": xa.shape[1], "in_b": xb.shape[1], "dim": cfg.dim,
                    "hidden": cfg.hidden}
 
@@ -156,12 +173,13 @@ def _train(pairs_a, pairs_b, pool_a, pool_b, config, validate, progress, should_
     best, best_val, best_step, checks_since_best = None, -math.inf, 0, 0
     history, points, step = [], 0, 0
     for step in range(1, cfg.max_steps + 1):
-        batch = torch.randperm(n_pairs, generator=gen)[:cfg.batch_size].to(device)
-        groups_a, groups_b = [batch], [batch]
+        batch = torch.randperm(len(pair_rows_a), generator=gen_batches)[:cfg.batch_size].to(device)
+        rows_a, rows_b = pair_rows_a[batch], pair_rows_b[batch]
+        groups_a, groups_b = [rows_a], [rows_b]
         if use_geo:
             for graph, groups, x in ((graphs[0], groups_a, xa), (graphs[1], groups_b, xb)):
-                anchors = torch.randint(len(x), (cfg.geo_batch,), generator=gen).to(device)
-                groups.append(graph.sample(anchors, gen))
+                anchors = torch.randint(len(x), (cfg.geo_batch,), generator=gen_geometry).to(device)
+                groups.append(graph.sample(anchors, gen_geometry))
         za, n_a = _run_head_on(head_a, xa, groups_a)
         zb, n_b = _run_head_on(head_b, xb, groups_b)
         points += n_a + n_b
@@ -180,6 +198,8 @@ def _train(pairs_a, pairs_b, pool_a, pool_b, config, validate, progress, should_
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        with torch.no_grad():  # CLIP clamps the parameter itself, so its gradient never dies
+            logit_scale.clamp_(max=math.log(MAX_LOGIT_SCALE))
 
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
             row = {"step": step, "loss": loss.item(), "con": loss_con.item(), "geo": loss_geo.item()}
@@ -198,8 +218,7 @@ def _train(pairs_a, pairs_b, pool_a, pool_b, config, validate, progress, should_
         if should_stop is not None and should_stop():
             break
 
-    if best is None:  # no validation: the final state is the result
+    if best is None:  # no validation (or cancelled before the first check): the final state
         best, best_step = snapshot(), step
     return TrainResult(best, best_step, step, best_val, history, time.perf_counter() - t0,
                        points / max(step, 1))
-

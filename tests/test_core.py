@@ -230,7 +230,7 @@ def test_checkpoints_round_trip_every_alignment_kind(tmp_path):
         assert meta == {"task": "synthetic"} and type(loaded) is type(alignment)
         assert np.allclose(loaded.embed_a(ta), alignment.embed_a(ta), atol=1e-6)
         assert np.allclose(loaded.embed_b(tb), alignment.embed_b(tb), atol=1e-6)
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob(".tmp-*"))
 
 
 def test_bad_checkpoints_give_clear_errors(tmp_path):
@@ -270,3 +270,47 @@ def test_neighbour_graph_samples_from_the_pool_nearest():
     for row in nb.numpy():
         assert set(row[1:]) <= set(graph.neighbours[row[0]].tolist())
     assert graph.eps > 0
+
+
+def test_a_collapsed_embedding_ranks_last_not_first():
+    class Collapsed(LinearAlignment):
+        def embed_a(self, x):
+            return np.zeros((len(x), 4), np.float32)
+
+        embed_b = embed_a
+
+    collapsed = Collapsed(Standardizer(np.zeros(3)), Standardizer(np.zeros(3)), np.zeros(3),
+                          np.zeros(3), np.eye(3), np.eye(3), "collapsed")
+    x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+    r = retrieval(collapsed, x, x)
+    assert r["recall@1_a2b"] == 0.0 and r["recall@10_b2a"] == 0.0
+    zs = zero_shot(collapsed, x, np.arange(20) % 6, x[:6, None, :])
+    assert zs["zero_shot_top1"] == 0.0
+
+
+def test_repeated_pool_items_do_not_shrink_the_bandwidth():
+    from gera.train import _pool
+
+    x = np.random.default_rng(0).normal(size=(30, 16)).astype(np.float32)
+    _, pool, rows = _pool(np.repeat(x[:10], 8, axis=0), x[10:], center=True)
+    assert len(pool) == 30 and len(rows) == 80
+    assert np.allclose(pool[rows], Standardizer.fit(np.concatenate([np.repeat(x[:10], 8, 0), x[10:]]))(np.repeat(x[:10], 8, 0)), atol=1e-6)
+    assert NeighbourGraph(pool, k=5).eps > 0.1
+
+
+def test_asif_query_with_no_positive_similarity_is_zero_and_ranks_last():
+    anchors = np.eye(4, dtype=np.float32)
+    alignment = RelativeAlignment(Standardizer(np.zeros(4)), Standardizer(np.zeros(4)), anchors,
+                                  anchors, k=4, p=16)
+    z = alignment.embed_a(-np.ones((1, 4), np.float32))
+    assert np.all(z == 0)
+    ok = alignment.embed_a(np.array([[1e-3, 0, 0, 0]], np.float32))  # p=16 must not underflow
+    assert np.isclose(np.linalg.norm(ok), 1.0)
+
+
+def test_every_grid_point_is_distinct_and_the_first_is_the_default():
+    for cls in (GeRA, Contrastive, Procrustes, ASIF, CCA):
+        for n, da, db in ((4, 1280, 384), (80, 1280, 384), (3000, 96, 384)):
+            grid = cls.grid(n, da, db)
+            assert len(grid) == len({tuple(sorted(g.items())) for g in grid}) and len(grid) >= 1
+    assert Procrustes.grid(3000, 96, 384)[0] == {"dim": 96}

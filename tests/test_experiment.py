@@ -97,3 +97,19 @@ def test_train_command_writes_loadable_checkpoints(tmp_path):
     assert meta["method"] == "gera" and meta["encoder_a"] == "mobilenet_v2"
     assert alignment.embed_a(np.ones((1, 1280), np.float32)).shape == (1, 256)
     assert (tmp_path / "fashion-mnist-asif.safetensors").is_file()
+
+
+def test_a_tiny_budget_runs_every_method_without_tuning():
+    # Budget 4: 3 training pairs, 1 validation pair — too few to tune or stop early on.
+    settings = CompareSettings(task="fashion-mnist", task_options={"n_test": 200}, budget=4,
+                               seeds=(0, 0, 1), unpaired_a=300, train=TrainConfig(max_steps=20))
+    result = to_json(compare(settings))
+    assert result["config"]["seeds"] == [0, 1]  # a repeated seed is run once
+    assert result["config"]["validation"].startswith("none")
+    for name, rec in result["methods"].items():
+        assert rec["chosen"] == [method_grid_first(name, result)] * 2
+        assert 0.0 <= rec["metrics"]["zero_shot_top1"]["mean"] <= 1.0
+
+
+def method_grid_first(name, result):
+    return result["config"]["grids"][name][0]

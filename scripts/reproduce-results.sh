@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Every figure in the README comes from one of these commands (tables in results/*.txt, full
+# results in results/*.json). About an hour on 2 CPU cores with a warm embedding cache.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+run() {  # run NAME ARGS...: table to results/NAME.txt, JSON to results/NAME.json
+  local name=$1; shift
+  "$PY" -m gera "$@" --json "results/$name.json" > "results/$name.txt"
+}
+mkdir -p results
+run fashion-mnist-100       compare --task fashion-mnist --budget 100
+run emoji-300               compare --task emoji --budget 300
+run emoji-300-alpha         ablate  --task emoji --budget 300 --param alpha --values 0.1,1,10,100
+run emoji-300-unpaired-b    ablate  --task emoji --budget 300 --param unpaired_b --values 300,1500,6000
+run emoji-300-unpaired-a    ablate  --task emoji --budget 300 --param unpaired_a --values 300,1000,3000
+run emoji-sweep             sweep   --task emoji --budgets 30,100,1000 --seeds 5
+"$PY" -m gera bench > results/bench.txt
