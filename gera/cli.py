@@ -33,7 +33,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def _add_common(p: argparse.ArgumentParser, budget: bool = True) -> None:
-    p.add_argument("--task", default="fashion-mnist", help="fashion-mnist | emoji | folder:<path>")
+    p.add_argument("--task", default="fashion-mnist", help="fashion-mnist | emoji | spoken-words | folder:<path>")
     p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a task constructor option, e.g. n_test=2000 (repeatable)")
     if budget:

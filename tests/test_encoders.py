@@ -122,7 +122,8 @@ def test_unknown_name_lists_the_known_ones():
     ("mobilenet_v2", "text", "image encoder"),
     ("minilm:224", None, "no ':<size>'"),
     ("mobilenet_v2:big", None, "whole number"),
-    ("mobilenet_v2", "speech", "Unknown modality"),
+    ("mobilenet_v2", "audio", "Unknown modality"),
+    ("minilm", "speech", "text encoder"),
 ])
 def test_bad_requests_are_explained(name, modality, match):
     with pytest.raises(GeraError, match=match):

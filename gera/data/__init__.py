@@ -1,5 +1,5 @@
 """Tasks (datasets) by name: ``get_task("fashion-mnist")``, ``get_task("emoji")``,
-``get_task("folder:/path/to/pairs")``."""
+``get_task("spoken-words")``, ``get_task("folder:/path/to/pairs")``."""
 from __future__ import annotations
 
 import inspect
@@ -9,7 +9,8 @@ from typing import Callable
 from gera.data.base import ItemSet, Split, Task, ZeroShot
 from gera.data.emoji import Emoji
 from gera.data.fashion_mnist import FashionMNIST
-from gera.data.folder import CSV_NAME, FolderTask
+from gera.data.folder import AUDIO_CSV_NAME, CSV_NAME, open_folder
+from gera.data.spoken_words import SpokenWords
 from gera.errors import GeraError
 
 __all__ = ["ItemSet", "Split", "Task", "ZeroShot", "get_task", "list_tasks"]
@@ -17,6 +18,7 @@ __all__ = ["ItemSet", "Split", "Task", "ZeroShot", "get_task", "list_tasks"]
 _BUILTIN: dict[str, Callable[..., Task]] = {
     "fashion-mnist": FashionMNIST,
     "emoji": Emoji,
+    "spoken-words": SpokenWords,
 }
 FOLDER_PREFIX = "folder:"
 _MEMO: dict[tuple, Task] = {}
@@ -32,9 +34,9 @@ def _memo_key(name: str, kwargs: dict) -> tuple:
     if not name.startswith(FOLDER_PREFIX):
         return name, frozen
     root = Path(name[len(FOLDER_PREFIX):]).expanduser().resolve()
-    csv_path = root / CSV_NAME
-    # A rewritten captions.csv must be re-validated, so its stamp is part of the key.
-    stamp = (csv_path.stat().st_mtime_ns, csv_path.stat().st_size) if csv_path.is_file() else None
+    # A rewritten captions.csv / transcripts.csv must be re-validated: their stamps are in the key.
+    stamp = tuple((path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
+                  for path in (root / CSV_NAME, root / AUDIO_CSV_NAME))
     return FOLDER_PREFIX + str(root), frozen, stamp
 
 
@@ -60,8 +62,9 @@ def get_task(name: str, **kwargs) -> Task:
             path = name[len(FOLDER_PREFIX):]
             if not path:
                 raise GeraError("Task 'folder:' needs a path, e.g. 'folder:/data/my-pairs' (a "
-                                f"folder holding {CSV_NAME} and the images).")
-            _MEMO[key] = _build(name, FolderTask, path, **kwargs)
+                                f"folder holding {CSV_NAME} and the images, or {AUDIO_CSV_NAME} "
+                                "and the audio files).")
+            _MEMO[key] = _build(name, open_folder, path, **kwargs)
         elif name in _BUILTIN:
             _MEMO[key] = _build(name, _BUILTIN[name], **kwargs)
         else:

@@ -1,8 +1,10 @@
-"""``folder:<path>``: the user's own image–caption pairs, listed in ``<path>/captions.csv``.
+"""``folder:<path>``: the user's own pairs, image–caption or audio–transcript.
 
-``captions.csv`` is a UTF-8 CSV with a header row and the columns ``image`` (a path relative to
-the folder) and ``caption``, optionally ``label`` (a class name, enabling zero-shot evaluation).
-One row per pair; an image may appear in several rows (several captions).
+Images: ``captions.csv``, a UTF-8 CSV with a header row and the columns ``image`` (a path relative
+to the folder) and ``caption``, optionally ``label`` (a class name, enabling zero-shot evaluation).
+Speech: ``transcripts.csv`` with the columns ``audio`` (wav/flac/mp3/ogg, at most 30 s) and
+``transcript``, optionally ``label``. One row per pair; a file may appear in several rows.
+``open_folder`` picks the kind by which CSV the folder holds.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -19,14 +21,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from gera.data.base import ItemSet, Split, Task, ZeroShot
 from gera.data.common import (PHOTO_TEMPLATES, check_budget, index_array, n_val_pairs,
                               pairs_array, prompts_for, text_key)
+from gera.encoders.speech import BadAudio, load_audio
 from gera.errors import GeraError
 
 CSV_NAME = "captions.csv"
+AUDIO_CSV_NAME = "transcripts.csv"
 MIN_PAIRS = 5
 _SHOWN_PROBLEMS = 8
-_FIX = (f"Fix: {CSV_NAME} must be a UTF-8 CSV with the header `image,caption` (optionally "
-        "`,label`), one row per pair, image paths relative to the folder, a non-empty caption on every row, "
-        "and image files that exist and open with PIL.")
+# Zero-shot prompts for spoken labels (the same as the spoken-words task's).
+SPEECH_TEMPLATES = ("{}", "the word {}", "someone saying {}")
 
 
 @dataclass
@@ -38,44 +41,6 @@ class _Rows:
     image_labels: list[Optional[str]] = field(default_factory=list)
     captions: list[str] = field(default_factory=list)  # per B item
     pairs: set[tuple[int, int]] = field(default_factory=set)
-
-
-def _problem_error(root: Path, problems: list[str]) -> GeraError:
-    shown = "\n".join(f"  - {p}" for p in problems[:_SHOWN_PROBLEMS])
-    more = (f"\n  … and {len(problems) - _SHOWN_PROBLEMS} more"
-            if len(problems) > _SHOWN_PROBLEMS else "")
-    return GeraError(f"The folder dataset {root} has {len(problems)} problem(s):\n{shown}{more}\n"
-                     f"{_FIX}")
-
-
-def _read_table(root: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and ``(line number, fields)`` rows of captions.csv; structural problems raise."""
-    csv_path = root / CSV_NAME
-    if not root.is_dir():
-        raise GeraError(f"Folder dataset {root} does not exist or is not a folder. "
-                        f"Give the path of a folder that holds {CSV_NAME} and the images.")
-    if not csv_path.is_file():
-        raise GeraError(f"{csv_path} is missing. Put a {CSV_NAME} in the folder with the header "
-                        "`image,caption` (optionally `,label`) and one row per image–caption pair.")
-    try:
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise GeraError(f"{csv_path} is not UTF-8 text ({err.reason} at byte {err.start}). "
-                        "Save it as UTF-8 CSV.") from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = [h.strip().lower() for h in next(reader, [])]
-        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
-    except csv.Error as err:
-        raise GeraError(f"{csv_path} is not valid CSV (line {reader.line_num}: {err}). Quote "
-                        "captions that contain commas, quotes or line breaks with double quotes.") \
-            from None
-    missing = [c for c in ("image", "caption") if c not in header]
-    if missing:
-        raise GeraError(f"{csv_path} lacks the column(s) {', '.join(missing)} (header found: "
-                        f"{','.join(header) or 'none'}). The first row must name the columns, "
-                        "e.g. `image,caption` or `image,caption,label`.")
-    return header, rows
 
 
 def _image_key(path: Path) -> tuple[Optional[str], Optional[str]]:
@@ -95,10 +60,105 @@ def _image_key(path: Path) -> tuple[Optional[str], Optional[str]]:
     return "file:" + hashlib.sha1(data).hexdigest(), None
 
 
-def validate(root: Path) -> _Rows:
+def _audio_key(path: Path) -> tuple[Optional[str], Optional[str]]:
+    """``("file:" + sha1(bytes), None)`` for a usable clip, else ``(None, why)``. Decodes the
+    whole file: silence and over-long clips only show there, and they must fail up front."""
+    if not path.is_file():
+        return None, "not found"
+    try:
+        load_audio(path)
+    except BadAudio as err:
+        return None, err.why
+    return "file:" + hashlib.sha1(path.read_bytes()).hexdigest(), None
+
+
+def _load_image(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as img:
+            # Honour EXIF rotation: a phone photo should reach the encoder upright.
+            return ImageOps.exif_transpose(img).convert("RGB")
+    except (OSError, SyntaxError, ValueError) as err:
+        raise GeraError(f"Image {path} cannot be decoded ({err}). Replace the file or remove its "
+                        f"rows from {CSV_NAME}.") from None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One kind of folder dataset: its CSV, column names, modality, and how files are checked
+    (``key``: path → (item key, None) or (None, why)) and loaded (``load``: path → item)."""
+
+    csv_name: str
+    media: str  # the file column, also the noun in messages: "image" | "audio"
+    text: str  # the text column: "caption" | "transcript"
+    modality: str
+    key: Callable[[Path], tuple[Optional[str], Optional[str]]]
+    load: Callable[[Path], object]
+    files_ok: str  # what a good file is, for the fix message
+    templates: tuple[str, ...]
+
+    @property
+    def fix(self) -> str:
+        return (f"Fix: {self.csv_name} must be a UTF-8 CSV with the header `{self.media},"
+                f"{self.text}` (optionally `,label`), one row per pair, {self.media} paths "
+                f"relative to the folder, a non-empty {self.text} on every row, and "
+                f"{self.media} files that {self.files_ok}.")
+
+
+IMAGES = Layout(CSV_NAME, "image", "caption", "image", _image_key, _load_image,
+                "exist and open with PIL", tuple(PHOTO_TEMPLATES))
+AUDIO = Layout(AUDIO_CSV_NAME, "audio", "transcript", "speech", _audio_key, load_audio,
+               "exist, decode (wav, flac, mp3 or ogg), hold sound and last at most 30 s",
+               SPEECH_TEMPLATES)
+
+
+def _problem_error(root: Path, problems: list[str], layout: Layout) -> GeraError:
+    shown = "\n".join(f"  - {p}" for p in problems[:_SHOWN_PROBLEMS])
+    more = (f"\n  … and {len(problems) - _SHOWN_PROBLEMS} more"
+            if len(problems) > _SHOWN_PROBLEMS else "")
+    return GeraError(f"The folder dataset {root} has {len(problems)} problem(s):\n{shown}{more}\n"
+                     f"{layout.fix}")
+
+
+def _read_table(root: Path, layout: Layout) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and ``(line number, fields)`` rows of the layout's CSV; structural problems raise."""
+    csv_path = root / layout.csv_name
+    media, column = layout.media, layout.text
+    if not root.is_dir():
+        raise GeraError(f"Folder dataset {root} does not exist or is not a folder. Give the path "
+                        f"of a folder that holds {CSV_NAME} and the images (or "
+                        f"{AUDIO_CSV_NAME} and the audio files).")
+    if not csv_path.is_file():
+        other = (f" For speech, put a {AUDIO_CSV_NAME} (`audio,transcript`) there instead."
+                 if layout is IMAGES else "")
+        raise GeraError(f"{csv_path} is missing. Put a {layout.csv_name} in the folder with the "
+                        f"header `{media},{column}` (optionally `,label`) and one row per "
+                        f"{media}–{column} pair.{other}")
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise GeraError(f"{csv_path} is not UTF-8 text ({err.reason} at byte {err.start}). "
+                        "Save it as UTF-8 CSV.") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = [h.strip().lower() for h in next(reader, [])]
+        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as err:
+        raise GeraError(f"{csv_path} is not valid CSV (line {reader.line_num}: {err}). Quote "
+                        f"{column}s that contain commas, quotes or line breaks with double "
+                        "quotes.") from None
+    missing = [c for c in (media, column) if c not in header]
+    if missing:
+        raise GeraError(f"{csv_path} lacks the column(s) {', '.join(missing)} (header found: "
+                        f"{','.join(header) or 'none'}). The first row must name the columns, "
+                        f"e.g. `{media},{column}` or `{media},{column},label`.")
+    return header, rows
+
+
+def validate(root: Path, layout: Layout = IMAGES) -> _Rows:
     """Read and check the whole folder; raise one ``GeraError`` listing every problem found."""
-    header, rows = _read_table(root)
-    col = {name: header.index(name) for name in ("image", "caption", "label") if name in header}
+    header, rows = _read_table(root, layout)
+    media, text = layout.media, layout.text
+    col = {name: header.index(name) for name in (media, text, "label") if name in header}
     problems: list[str] = []
     out = _Rows()
     a_of_key: dict[str, int] = {}
@@ -108,21 +168,21 @@ def validate(root: Path) -> _Rows:
         if len(row) != len(header):
             problems.append(f"line {line}: {len(row)} fields, the header has {len(header)}")
             continue
-        rel, caption = row[col["image"]].strip(), row[col["caption"]].strip()
+        rel, caption = row[col[media]].strip(), row[col[text]].strip()
         label = row[col["label"]].strip() if "label" in col else None
         if not caption:
-            problems.append(f"line {line}: empty caption")
+            problems.append(f"line {line}: empty {text}")
         if label == "":
             problems.append(f"line {line}: empty label (the label column is optional; if "
                             "present, every row needs one)")
         if not rel:
-            problems.append(f"line {line}: empty image path")
+            problems.append(f"line {line}: empty {media} path")
             continue
         if rel not in key_of_path:
-            key_of_path[rel] = _image_key(root / rel)
+            key_of_path[rel] = layout.key(root / rel)
         key, why = key_of_path[rel]
         if key is None:
-            problems.append(f"line {line}: image '{rel}' is {why}")
+            problems.append(f"line {line}: {media} '{rel}' is {why}")
             continue
         if not caption or label == "":
             continue
@@ -133,7 +193,7 @@ def validate(root: Path) -> _Rows:
             out.image_labels.append(label)
         a = a_of_key[key]
         if out.image_labels[a] != label:
-            problems.append(f"line {line}: image '{rel}' has label '{label}' here and "
+            problems.append(f"line {line}: {media} '{rel}' has label '{label}' here and "
                             f"'{out.image_labels[a]}' on another row")
         if caption not in b_of_caption:
             b_of_caption[caption] = len(out.captions)
@@ -143,19 +203,20 @@ def validate(root: Path) -> _Rows:
         problems.append("the label column has a single class; zero-shot needs at least two "
                         "(drop the column to evaluate by retrieval only)")
     if problems:
-        raise _problem_error(root, problems)
+        raise _problem_error(root, problems, layout)
     if len(out.pairs) < MIN_PAIRS:
         raise GeraError(f"The folder dataset {root} has {len(out.pairs)} usable pair(s); it needs "
-                        f"at least {MIN_PAIRS}. Add more rows to {CSV_NAME}.")
+                        f"at least {MIN_PAIRS}. Add more rows to {layout.csv_name}.")
     return out
 
 
 class FolderTask(Task):
     """Task ``folder:<path>``.
 
-    A items: distinct images (by content: the same file bytes twice are one item). B items:
-    distinct captions. Splits work on whole images, so an image with several captions never sits
-    on both sides of a split.
+    A items: distinct images (by content: the same file bytes twice are one item) — or audio
+    clips with ``layout=AUDIO``; everything said here of images and captions holds for clips and
+    transcripts alike. B items: distinct captions. Splits work on whole images, so an image with
+    several captions never sits on both sides of a split.
 
     Fixed per task (``seed``): the test images, the first ``test_fraction`` of a seeded permutation
     of the images; all their pairs are ``test_pairs``. Per split seed: validation images, then
@@ -166,27 +227,29 @@ class FolderTask(Task):
 
     Parameters
     ----------
-    path : the folder holding ``captions.csv``.
+    path : the folder holding ``captions.csv`` (``transcripts.csv`` for ``layout=AUDIO``).
     test_fraction : share of the images held out for testing.
     seed : task-level seed of the test hold-out.
-    templates : zero-shot prompt templates (used when the CSV has a ``label`` column).
+    templates : zero-shot prompt templates (used when the CSV has a ``label`` column; default
+        the layout's: photo templates for images, spoken-word templates for audio).
+    layout : ``IMAGES`` (default) or ``AUDIO``.
     """
 
     def __init__(self, path: str | Path, test_fraction: float = 0.2, seed: int = 0,
-                 templates: Sequence[str] = tuple(PHOTO_TEMPLATES)):
+                 templates: Optional[Sequence[str]] = None, layout: Layout = IMAGES):
         if not 0.0 < test_fraction < 1.0:
             raise GeraError(f"test_fraction={test_fraction} is invalid: use a value in (0, 1), "
                             "e.g. 0.2.")
         root = Path(path).expanduser().resolve()
-        rows = validate(root)
-        self.root = root
+        rows = validate(root, layout)
+        self.root, self.layout = root, layout
         self.name = f"folder:{root}"
-        self.description = f"Your pairs from {root / CSV_NAME}."
-        self.templates = list(templates)
+        self.description = f"Your pairs from {root / layout.csv_name}."
+        self.templates = list(layout.templates if templates is None else templates)
         self.image_paths = rows.image_paths
         self.captions = rows.captions
         self.pairs = np.array(sorted(rows.pairs), dtype=np.int64)
-        self.a = ItemSet("image", rows.image_keys, self._load_images)
+        self.a = ItemSet(layout.modality, rows.image_keys, self._load_images)
         self.b = ItemSet("text", [text_key(c) for c in rows.captions], self._load_captions)
         if rows.image_labels[0] is not None:
             self.class_names = sorted(set(rows.image_labels))
@@ -208,16 +271,7 @@ class FolderTask(Task):
         self._row_end = np.searchsorted(self.pairs[:, 0], np.arange(n_images), side="right")
 
     def _load_images(self, indices: Sequence[int]) -> list:
-        out = []
-        for i in indices:
-            try:
-                with Image.open(self.image_paths[i]) as img:
-                    # Honour EXIF rotation: a phone photo should reach the encoder upright.
-                    out.append(ImageOps.exif_transpose(img).convert("RGB"))
-            except (OSError, SyntaxError, ValueError) as err:
-                raise GeraError(f"Image {self.image_paths[i]} cannot be decoded ({err}). Replace "
-                                f"the file or remove its rows from {CSV_NAME}.") from None
-        return out
+        return [self.layout.load(self.image_paths[i]) for i in indices]
 
     def _load_captions(self, indices: Sequence[int]) -> list:
         return [self.captions[i] for i in indices]
@@ -289,3 +343,12 @@ class FolderTask(Task):
                       len(self.test_images) if self.labels_a is not None else 0,
                   "note": "test images are fixed per task (seed), not per split seed"},
         )
+
+
+def open_folder(path: str | Path, test_fraction: float = 0.2, seed: int = 0,
+                templates: Optional[Sequence[str]] = None) -> FolderTask:
+    """``FolderTask`` of the folder at ``path``: speech if it holds ``transcripts.csv`` (and no
+    ``captions.csv``), else images. Parameters as for ``FolderTask``."""
+    root = Path(path).expanduser().resolve()
+    speech = (root / AUDIO_CSV_NAME).is_file() and not (root / CSV_NAME).is_file()
+    return FolderTask(root, test_fraction, seed, templates, AUDIO if speech else IMAGES)
