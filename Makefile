@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install system-deps bench clean-cache
+.PHONY: run test install system-deps bench
 
 install: $(STAMP)
 

@@ -199,6 +199,36 @@ def format_ablation(result: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_report(args) -> None:
+    """Re-print saved results; for a sweep, one compact budget × method table per metric."""
+    try:
+        payload = json.loads(args.path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise GeraError(f"Cannot read results file {args.path} ({err}). Give a JSON file written "
+                        "by compare, sweep or ablate with --json.") from err
+    if isinstance(payload, list):
+        print(format_sweep(payload, [m.strip() for m in args.metrics.split(",")]))
+    elif "runs" in payload:
+        print(format_ablation(payload))
+    else:
+        print(format_table(payload))
+
+
+def format_sweep(results: list[dict], metrics: list[str]) -> str:
+    """Metric vs budget: mean ± std per method, and GeRA − contrastive paired over seeds."""
+    methods = list(results[0]["methods"])
+    lines = []
+    for metric in metrics:
+        lines += [f"{metric} — {results[0]['task']}, seeds {len(results[0]['config']['seeds'])}",
+                  _row(["budget"] + methods + ["GeRA − contr."])]
+        for r in results:
+            diff = r.get("paired_differences", {}).get("contrastive", {}).get(metric)
+            lines.append(_row([str(r["budget"])] + [_pm(r["methods"][m]["metrics"].get(metric))
+                                                     for m in methods] + [_pm(diff, signed=True)]))
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
 def cmd_train(args) -> None:
     """Fit one method on one seed's split and save it as a checkpoint (safetensors + JSON)."""
     from gera.checkpoint import save_alignment
@@ -254,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", required=True, help="alpha, k, k_pool, kernel, geo_batch, … or unpaired_a / unpaired_b")
     p.add_argument("--values", required=True, help="comma-separated values, e.g. 0.1,1,10,100")
     p.set_defaults(func=cmd_ablate)
+    p = sub.add_parser("report", help="print saved results (compact metric × budget tables for a sweep)")
+    p.add_argument("path", type=Path, help="a JSON file written with --json")
+    p.add_argument("--metrics", default="recall@1_a2b,zero_shot_top1,knn_jaccard_a",
+                   help="metrics for a sweep's tables")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("train", help="fit the methods on one seed and save checkpoints")
     _add_common(p)
     p.add_argument("--out", type=Path, default=Path("checkpoints"))

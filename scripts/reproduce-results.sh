@@ -14,5 +14,7 @@ run emoji-300               compare --task emoji --budget 300
 run emoji-300-alpha         ablate  --task emoji --budget 300 --param alpha --values 0.1,1,10,100
 run emoji-300-unpaired-b    ablate  --task emoji --budget 300 --param unpaired_b --values 300,1500,6000
 run emoji-300-unpaired-a    ablate  --task emoji --budget 300 --param unpaired_a --values 300,1000,3000
-run emoji-sweep             sweep   --task emoji --budgets 30,100,1000 --seeds 5
+run spoken-words-100        compare --task spoken-words --budget 100
+run emoji-sweep             sweep   --task emoji --budgets 30,100,1000 --seeds 3
+"$PY" -m gera report results/emoji-sweep.json --metrics recall@1_a2b,recall@10_a2b,zero_shot_top1,knn_jaccard_a > results/emoji-sweep-summary.txt
 "$PY" -m gera bench > results/bench.txt

@@ -45,6 +45,12 @@ def test_compare_cli_end_to_end(tmp_path, capsys):
         diff = result["paired_differences"][name]["zero_shot_top1"]["values"]
         assert np.allclose(diff, gera - other)
     assert 0.3 < result["ceiling"]["linear_probe_top1"] <= 1.0
+    # saved results print again, and a list of them (a sweep) as metric × budget tables
+    assert main(["report", str(out)]) == 0
+    (tmp_path / "sweep.json").write_text(json.dumps([result, {**result, "budget": 60}]))
+    assert main(["report", str(tmp_path / "sweep.json"), "--metrics", "zero_shot_top1"]) == 0
+    sweep_table = capsys.readouterr().out
+    assert "zero_shot_top1 — fashion-mnist" in sweep_table and "\n60 " in sweep_table
 
 
 def test_compare_emoji_reports_retrieval_and_held_out_zero_shot():
