@@ -132,6 +132,14 @@ def hub_access(encoder_name: str, source: str, needs_hub: bool = True,
         constants.HF_HUB_OFFLINE = previous
 
 
+def revision(source: str, model) -> str:
+    """What pins a transformers model's weights, for the cache key: the files of a local folder,
+    else the Hub commit it was loaded from."""
+    if is_local(source):
+        return f"files={fingerprint(source)}"
+    return f"rev={getattr(model.config, '_commit_hash', None) or 'unknown'}"
+
+
 def hf_access(encoder_name: str, source: str) -> AbstractContextManager[None]:
     """``hub_access`` for a transformers model id or folder ``source``."""
     local = is_local(source)

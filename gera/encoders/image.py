@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from gera.encoders.batched import BatchedEncoder
-from gera.encoders.hub import fingerprint, hf_access, is_local, offline_requested
+from gera.encoders.hub import hf_access, offline_requested, revision
 from gera.errors import GeraError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -205,6 +205,4 @@ def load_hf_image(name: str, source: str, device: torch.device) -> HFImageEncode
     with hf_access(name, source):
         model = AutoModel.from_pretrained(source, dtype=torch.float32)
         processor = AutoImageProcessor.from_pretrained(source)
-    revision = (f"files={fingerprint(source)}" if is_local(source)
-                else f"rev={getattr(model.config, '_commit_hash', None) or 'unknown'}")
-    return HFImageEncoder(name, model, processor, device, revision)
+    return HFImageEncoder(name, model, processor, device, revision(source, model))

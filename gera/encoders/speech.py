@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from gera.encoders.batched import BatchedEncoder
-from gera.encoders.hub import fingerprint, hf_access, is_local
+from gera.encoders.hub import hf_access, revision
 from gera.errors import GeraError
 
 SAMPLE_RATE = 16000
@@ -535,6 +535,4 @@ def load_hf_speech(name: str, source: str, device: torch.device) -> HFSpeechEnco
     if getattr(extractor, "sampling_rate", SAMPLE_RATE) != SAMPLE_RATE:
         raise GeraError(f"Encoder '{name}' expects {extractor.sampling_rate} Hz audio; speech "
                         f"items are {SAMPLE_RATE} Hz. Pick a 16 kHz speech model.")
-    revision = (f"files={fingerprint(source)}" if is_local(source)
-                else f"rev={getattr(model.config, '_commit_hash', None) or 'unknown'}")
-    return HFSpeechEncoder(name, model, extractor, device, revision)
+    return HFSpeechEncoder(name, model, extractor, device, revision(source, model))

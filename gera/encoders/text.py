@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from gera.encoders.batched import BatchedEncoder
-from gera.encoders.hub import fingerprint, hf_access, hub_access, is_local
+from gera.encoders.hub import hf_access, hub_access, revision
 from gera.errors import GeraError
 
 _MAX_TOKENS = 512  # cap for tokenizers that report no real limit (model_max_length = 1e30)
@@ -110,6 +110,4 @@ def load_hf_text(name: str, source: str, device: torch.device) -> HFTextEncoder:
     with hf_access(name, source):
         model = AutoModel.from_pretrained(source, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(source)
-    revision = (f"files={fingerprint(source)}" if is_local(source)
-                else f"rev={getattr(model.config, '_commit_hash', None) or 'unknown'}")
-    return HFTextEncoder(name, model, tokenizer, device, revision)
+    return HFTextEncoder(name, model, tokenizer, device, revision(source, model))
