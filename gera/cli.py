@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gera.data import parse_task_options
 from gera.errors import GeraError
 from gera.io import atomic_write
 from gera.methods import METHODS
@@ -67,23 +68,10 @@ def _train_config(args) -> TrainConfig:
     return replace(TrainConfig(), **overrides)
 
 
-def _task_options(pairs: list[str]) -> dict:
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise GeraError(f"--task-option {pair!r} must look like KEY=VALUE, e.g. n_test=2000.")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value  # a plain string
-    return options
-
-
 def _settings(args, budget: int):
     from gera.experiment import CompareSettings
 
-    return CompareSettings(task=args.task, task_options=_task_options(args.task_option),
+    return CompareSettings(task=args.task, task_options=parse_task_options(args.task_option),
                            budget=budget, seeds=args.seeds,
                            methods=[m.strip() for m in args.methods.split(",") if m.strip()],
                            encoder_a=args.encoder_a, encoder_b=args.encoder_b,
@@ -255,7 +243,7 @@ def cmd_embed(args) -> None:
     from gera.encoders import DEFAULT_ENCODERS, get_encoder
     from gera.experiment import EmbeddedTask, split_items
 
-    task = get_task(args.task, **_task_options(args.task_option))
+    task = get_task(args.task, **parse_task_options(args.task_option))
     enc_a = get_encoder(args.encoder_a or DEFAULT_ENCODERS[task.a.modality], task.a.modality)
     enc_b = get_encoder(args.encoder_b or DEFAULT_ENCODERS[task.b.modality], task.b.modality)
     data = EmbeddedTask(task, enc_a, enc_b, EmbeddingCache())

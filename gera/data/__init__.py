@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -70,3 +71,18 @@ def get_task(name: str, **kwargs) -> Task:
         else:
             raise GeraError(f"Unknown task '{name}'. Known tasks: {', '.join(list_tasks())}.")
     return _MEMO[key]
+
+
+def parse_task_options(pairs: list[str]) -> dict:
+    """``["n_test=2000", "engines=espeak"]`` → task constructor options (JSON values where they
+    parse, plain strings otherwise), for ``get_task(name, **options)``."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise GeraError(f"Task option {pair!r} must look like KEY=VALUE, e.g. n_test=2000.")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value.strip()
+    return options

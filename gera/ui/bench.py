@@ -1,0 +1,165 @@
+"""``python -m gera.ui.bench``: the app's performance figures (printed, nothing asserted).
+
+1. cold start: ``python app.py`` in a fresh process until its page is served;
+2. text → image query latency: the query function alone, and through the HTTP API;
+3. UMAP of 3,000 points (the Neighbourhoods tab's projection, faiss kNN graph included);
+4. the default training job (the form's initial values) end to end through the HTTP API.
+
+Run it with a warm embedding cache (``scripts/make_checkpoints.sh`` warms what 2–4 need) and the
+shipped checkpoints in place. The targets (issue 4, 2 CPU cores): cold start < 20 s, query
+< 200 ms, UMAP < 20 s, default job < 60 s.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict
+
+import numpy as np
+
+from gera.ui.config import REPO_ROOT, AppConfig
+from gera.ui.device import device_label
+
+QUERIES = ["a large cat face in the centre, on a blue background", "a pizza", "a red apple",
+           "a small dog face on the left and a large tree on the right, on a white background",
+           "a rocket at the top", "a yellow background", "two hearts", "a smiling face"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int) -> tuple[subprocess.Popen, float]:
+    """Start ``app.py``; return the process and the seconds until ``/`` answered."""
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with status {proc.returncode} before serving")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return proc, time.perf_counter() - t0
+        except OSError:
+            time.sleep(0.1)
+
+
+def query_latency_in_process(gallery_limit: int) -> dict:
+    from gera.ui import retrieval
+    from gera.ui.models import ShippedModels
+
+    t0 = time.perf_counter()
+    models = ShippedModels(AppConfig().checkpoints, gallery_limit).get("shipped:emoji")
+    build_s = time.perf_counter() - t0
+    retrieval.text_to_images(models, "gera", "warm-up", 8)
+    times = []
+    for query in QUERIES * 3:
+        t = time.perf_counter()
+        retrieval.text_to_images(models, "gera", query, 8)
+        times.append(time.perf_counter() - t)
+    return {"gallery_images": len(models.gallery_a.indices), "build_s": build_s,
+            "median_ms": 1000 * statistics.median(times), "max_ms": 1000 * max(times)}
+
+
+def wait_until_warm(client) -> float:
+    """The server's start-up warm-up (galleries, encoders, numba) competes for the CPU: wait for
+    it by asking for what needs all of it, a projection. Returns the seconds waited."""
+    t = time.perf_counter()
+    client.predict("shipped:emoji", "gera", "a", 100, 10, "class", api_name="/neighbourhoods")
+    return time.perf_counter() - t
+
+
+def query_latency_http(client) -> dict:
+    client.predict("shipped:emoji", "contrastive", "warm-up", 8, api_name="/text_to_images")
+    times = []
+    for query in QUERIES:
+        t = time.perf_counter()
+        client.predict("shipped:emoji", "contrastive", query, 8, api_name="/text_to_images")
+        times.append(time.perf_counter() - t)
+    return {"median_ms": 1000 * statistics.median(times), "max_ms": 1000 * max(times)}
+
+
+def umap_3000() -> dict:
+    """3,000 emoji images (held-out, then pool items of the shipped split), aligned by the
+    shipped GeRA checkpoint, projected twice: the first call pays numba's start-up."""
+    from gera.cache import EmbeddingCache
+    from gera.checkpoint import load_alignment
+    from gera.data import get_task
+    from gera.encoders import get_encoder
+    from gera.experiment import EmbeddedTask
+    from gera.ui.projection import umap_2d
+
+    alignment, meta = load_alignment(AppConfig().checkpoints / "emoji-gera")
+    task = get_task("emoji")
+    split = task.split(meta["budget"], meta["seed"])
+    items = np.unique(np.concatenate([split.test_pairs[:, 0], split.zero_shot.a_indices,
+                                      split.unpaired_a]))[:3000]
+    data = EmbeddedTask(task, get_encoder(meta["encoder_a"], "image"),
+                        get_encoder(meta["encoder_b"], "text"), EmbeddingCache())
+    data.ensure(items, np.zeros(0, np.int64))
+    aligned = alignment.embed_a(data.a(items))
+    out = {"points": len(items)}
+    for name, x in (("first_s", aligned), ("again_other_points_s", aligned[::-1].copy())):
+        t = time.perf_counter()
+        umap_2d(x)
+        out[name] = time.perf_counter() - t
+    return out
+
+
+def default_job_http(client) -> dict:
+    d = AppConfig().defaults
+    form = {**asdict(d), "upload": None, "folder": "", "encoder_a": "", "encoder_b": "",
+            "budgets": [str(b) for b in d.budgets], "unpaired_a": "", "unpaired_b": "",
+            "methods": list(d.methods)}
+    order = ["pair", "task", "upload", "folder", "encoder_a", "encoder_b", "budgets",
+             "unpaired_a", "unpaired_b", "methods", "alpha", "k", "kernel", "max_steps", "seeds",
+             "grid_size", "task_options"]
+    t = time.perf_counter()
+    status = client.predict(*[form[k] for k in order], api_name="/train")[0]
+    return {"wall_s": time.perf_counter() - t, "status": status,
+            "job": f"{d.task}, N = {d.budgets}, {d.seeds} seed(s), grid {d.grid_size}, "
+                   f"methods {', '.join(d.methods)}"}
+
+
+def main() -> None:
+    from gradio_client import Client
+
+    print(f"device: {device_label()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
+          f"{os.cpu_count()} CPU cores")
+    port = _free_port()
+    proc, cold_s = start_server(port)
+    try:
+        print(f"cold start to served page (python app.py → HTTP 200 on /): {cold_s:.1f} s")
+        # The browser fetches result images itself, in parallel: time the answer, not downloads.
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
+        print(f"server warm-up finished {wait_until_warm(client):.1f} s after the page was served "
+              "(encoders, galleries, numba; queries meanwhile wait or share the CPU)")
+        q = query_latency_in_process(AppConfig.from_env().gallery_limit)
+        print(f"text → image query, function only ({q['gallery_images']} gallery images, k = 8): "
+              f"median {q['median_ms']:.0f} ms, max {q['max_ms']:.0f} ms "
+              f"(gallery built in {q['build_s']:.1f} s, once per process)")
+        h = query_latency_http(client)
+        print(f"text → image query through the HTTP API (GeRA + baseline, 16 images encoded): "
+              f"median {h['median_ms']:.0f} ms, max {h['max_ms']:.0f} ms")
+        u = umap_3000()
+        print(f"UMAP of {u['points']} points (faiss kNN graph + UMAP): first call "
+              f"{u['first_s']:.1f} s (numba start-up included), again {u['again_other_points_s']:.1f} s")
+        j = default_job_http(client)
+        print(f"default training job end to end ({j['job']}): {j['wall_s']:.1f} s — {j['status']}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The whole app: header, the four tabs, the shared session state, queueing, warm-up."""
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+import gradio as gr
+
+from gera.ui import neighbourhoods_tab, retrieval_tab, train_tab
+from gera.ui.about import about_markdown
+from gera.ui.config import AppConfig
+from gera.ui.device import device_label
+from gera.ui.models import ShippedModels
+from gera.ui.projection import compile_umap
+
+SESSION_HOURS = 3
+# Queries are cheap: several users' queries run at once. Training and projections have their
+# own, smaller limits (train_tab, neighbourhoods_tab).
+QUERY_CONCURRENCY = 4
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+
+
+def _warm_up(shipped: ShippedModels) -> None:
+    """After start-up, off the request path: load the encoders and galleries the shipped
+    checkpoints need, and compile UMAP's numba code, so first queries are fast."""
+    shipped.warm()
+    compile_umap()
+
+
+def build_app(config: Optional[AppConfig] = None, warm_up: bool = True) -> gr.Blocks:
+    """The Blocks, queued. Launch it with ``launch(**theme.launch_kwargs())``."""
+    config = config or AppConfig.from_env()
+    shipped = ShippedModels(config.checkpoints, config.gallery_limit)
+    with gr.Blocks(title="GeRA Studio") as demo:
+        gr.Markdown("# GeRA Studio\nAlign two frozen encoders from a few pairs and many unpaired "
+                    "examples — and see what happens to each modality's neighbourhoods.",
+                    elem_classes="gera-header")
+        gr.Markdown(f"Device: **{device_label()}**", elem_classes="gera-device")
+        # This user's last training run (training.Session). It holds a gallery's embeddings
+        # (tens of MB): dropped SESSION_HOURS after the run, so idle sessions free their memory.
+        session = gr.State(None, time_to_live=SESSION_HOURS * 3600)
+        with gr.Tabs():
+            with gr.Tab("Train & compare"):
+                train = train_tab.build(config)
+            with gr.Tab("Neighbourhoods") as nbhd_tab:
+                nbhd = neighbourhoods_tab.build(shipped, session, nbhd_tab)
+            with gr.Tab("Retrieval playground"):
+                retr = retrieval_tab.build(shipped, session)
+            with gr.Tab("About"):
+                gr.Markdown(about_markdown(config.results, shipped.groups.values()),
+                            latex_delimiters=LATEX)
+        shipped_choices = {m: shipped.choices(m) for m in (None, "image", "speech")}
+        train_tab.wire(train, config, session, shipped_choices,
+                       [(nbhd.source, None), (retr.image_source, "image"),
+                        (retr.speech_source, "speech")])
+    demo.queue(default_concurrency_limit=QUERY_CONCURRENCY, max_size=config.queue_size)
+    if warm_up:
+        threading.Thread(target=_warm_up, args=(shipped,), daemon=True).start()
+    return demo

@@ -1,0 +1,83 @@
+"""The Neighbourhoods tab: UMAP before/after alignment, the joint space, per-point kNN Jaccard."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from gera.errors import GeraError
+from gera.methods import METHODS
+from gera.ui.models import ShippedModels
+from gera.ui.neighbourhoods import compute_view, figures
+from gera.ui.sources import resolve
+from gera.ui.theme import CLICKABLE_PLOT_CLASS, SELECTED_POINT_ID
+
+
+@dataclass
+class NeighbourhoodsTab:
+    source: gr.Dropdown
+
+
+def build(shipped: ShippedModels, session: gr.State, tab: gr.Tab) -> NeighbourhoodsTab:
+    choices = shipped.choices()
+    gr.Markdown("Each modality's points before alignment (the encoder's own space) and after it, "
+                "side by side: the same points, projected by UMAP on their exact cosine kNN graph. "
+                "Colour by class, or by how many of each point's k nearest neighbours survive "
+                "alignment (kNN Jaccard). Click a point, or type its number, to see its "
+                "neighbours before (red ○) and after (blue ◇) in both views.")
+    with gr.Row():
+        source = gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Model",
+                             scale=2)
+        method = gr.Dropdown(list(METHODS), value="gera", label="Method")
+        side = gr.Radio([("image / speech side", "a"), ("text side", "b")], value="a",
+                        label="Modality")
+        colour = gr.Radio([("class", "class"), ("kNN Jaccard", "jaccard")], value="class",
+                          label="Colour by")
+    with gr.Row():
+        n_points = gr.Slider(100, 3000, value=1000, step=100, label="Points")
+        k = gr.Slider(5, 50, value=10, step=1, label="k (neighbours)")
+        selected = gr.Number(None, label="Selected point", precision=0, minimum=0,
+                             elem_id=SELECTED_POINT_ID)
+        compute = gr.Button("Project", variant="primary")
+    with gr.Row():
+        before = gr.Plot(label="Before alignment", elem_classes=CLICKABLE_PLOT_CLASS)
+        after = gr.Plot(label="After alignment", elem_classes=CLICKABLE_PLOT_CLASS)
+    with gr.Row():
+        with gr.Column():
+            summary = gr.Markdown(elem_id="nbhd-summary")
+            histogram = gr.Plot(label="kNN Jaccard histogram")
+        joint = gr.Plot(label="Joint aligned space")
+    view_state = gr.State(None)  # this user's last projection: redraws need no recomputation
+    plots = [before, after, joint, histogram, summary]
+
+    def project(session_value, key, method_name, side_name, points, k_value, colour_by):
+        try:
+            models = resolve(shipped, session_value, key)
+            models.alignment(method_name)
+            view = compute_view(models, method_name, side_name, int(points), int(k_value))
+        except GeraError as err:
+            raise gr.Error(str(err)) from None
+        return (view, None, *figures(view, colour_by, None))
+
+    def redraw(view, colour_by, point):
+        if view is None:
+            return [gr.skip()] * len(plots)
+        point = None if point is None else int(point)
+        if point is not None and not 0 <= point < len(view.texts):
+            gr.Warning(f"There are {len(view.texts)} points: choose 0 to {len(view.texts) - 1}.")
+            point = None
+        return figures(view, colour_by, point)
+
+    project_inputs = [session, source, method, side, n_points, k, colour]
+    project_outputs = [view_state, selected, *plots]
+    compute.click(project, project_inputs, project_outputs, api_name="neighbourhoods",
+                  concurrency_limit=1, concurrency_id="projection")
+    # Opening the tab shows the current choice at once; repeated projections hit the memo.
+    tab.select(project, project_inputs, project_outputs, concurrency_limit=1,
+               concurrency_id="projection", api_visibility="private")
+    colour.change(redraw, [view_state, colour, selected], plots, show_progress="hidden",
+                  api_visibility="private")
+    # .input, not .change: resetting the box after a projection must not redraw twice.
+    selected.input(redraw, [view_state, colour, selected], plots, show_progress="hidden",
+                   api_visibility="private")
+    return NeighbourhoodsTab(source)

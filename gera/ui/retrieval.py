@@ -1,0 +1,93 @@
+"""Queries against a model set: text → images, image → texts, speech → texts.
+
+A query is embedded by the model set's encoder (never through the on-disk cache: users' queries
+are not kept), mapped by one method's alignment, and ranked against that method's aligned gallery.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from gera.encoders import get_encoder
+from gera.encoders.speech import load_audio
+from gera.errors import GeraError
+from gera.ui.models import ModelSet
+
+MAX_QUERY_CHARS = 500
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    k = min(k, len(scores))
+    best = np.argpartition(-scores, k - 1)[:k]
+    return best[np.argsort(-scores[best], kind="stable")]
+
+
+def _needs(models: ModelSet, modality: str) -> None:
+    if models.modality_a != modality:
+        raise GeraError(f"“{models.title}” aligns {models.modality_a} with text, not "
+                        f"{modality}: choose a {modality} ↔ text model.")
+
+
+def text_to_items(models: ModelSet, method: str, text: str, k: int) -> list[tuple[int, float]]:
+    """The ``k`` gallery A items (gallery positions) closest to ``text``, with their scores."""
+    text = (text or "").strip()
+    if not text:
+        raise GeraError("Type a description to search for, e.g. “a large cat face on the left, on "
+                        "a blue background”.")
+    if len(text) > MAX_QUERY_CHARS:
+        raise GeraError(f"The query is {len(text)} characters long; keep it under "
+                        f"{MAX_QUERY_CHARS}.")
+    alignment = models.alignment(method)
+    query = alignment.embed_b(get_encoder(models.encoder_b, "text").embed([text]))
+    scores = models.aligned[method][0] @ query[0]
+    return [(int(i), float(scores[i])) for i in _top(scores, k)]
+
+
+def text_to_images(models: ModelSet, method: str, text: str, k: int) -> list[tuple[Image.Image, str]]:
+    """Gallery entries ``(image, "score · what it shows")`` for the ``k`` best images."""
+    _needs(models, "image")
+    hits = text_to_items(models, method, text, k)
+    images = models.task.a.load([int(models.gallery_a.indices[i]) for i, _ in hits])
+    return [(img, f"{score:.3f} · {models.gallery_a.texts[i]}")
+            for img, (i, score) in zip(images, hits)]
+
+
+def load_query_image(path: str | Path) -> Image.Image:
+    try:
+        with Image.open(path) as img:
+            return ImageOps.exif_transpose(img).convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise GeraError(f"The uploaded file {Path(path).name} is not an image that can be read "
+                        f"({type(err).__name__}). Upload a PNG, JPEG, WebP or GIF.") from None
+
+
+def _texts_for(models: ModelSet, method: str, raw_query: np.ndarray, k: int) -> list[list]:
+    query = models.alignment(method).embed_a(raw_query)
+    scores = models.aligned[method][1] @ query[0]
+    return [[rank, models.gallery_b.texts[i], round(float(scores[i]), 4)]
+            for rank, i in enumerate(_top(scores, k), start=1)]
+
+
+def image_to_texts(models: ModelSet, method: str, image: Image.Image, k: int) -> list[list]:
+    """Rows ``[rank, caption, score]`` of the ``k`` captions closest to ``image``."""
+    _needs(models, "image")
+    return _texts_for(models, method, get_encoder(models.encoder_a, "image").embed([image]), k)
+
+
+def load_query_audio(path: str | Path) -> np.ndarray:
+    """The clip in an uploaded or recorded file; silent, corrupt or over-long audio raises a
+    ``GeraError`` that says which (from ``load_audio``), without the server's temp path."""
+    if path is None:
+        raise GeraError("Record or upload a clip of speech first.")
+    try:
+        return load_audio(path)
+    except GeraError as err:
+        raise GeraError(str(err).replace(f"Audio file {Path(path)}", "The clip")) from None
+
+
+def speech_to_texts(models: ModelSet, method: str, clip: np.ndarray, k: int) -> list[list]:
+    """Rows ``[rank, transcript, score]`` of the ``k`` texts closest to ``clip``."""
+    _needs(models, "speech")
+    return _texts_for(models, method, get_encoder(models.encoder_a, "speech").embed([clip]), k)

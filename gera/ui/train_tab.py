@@ -1,0 +1,191 @@
+"""The Train & compare tab: the form, the live job, the results."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import gradio as gr
+
+from gera.encoders import DEFAULT_ENCODERS, list_encoders
+from gera.encoders.hub import hub_reachable
+from gera.errors import GeraError
+from gera.geometry import KERNELS
+from gera.methods import METHODS
+from gera.ui import charts, tables
+from gera.ui.config import BUDGETS, EXAMPLE_FOLDER, AppConfig
+from gera.ui.device import gpu
+from gera.ui.jobs import BackgroundJob
+from gera.ui.sources import SESSION_KEY
+from gera.ui.training import (FOLDER, UPLOAD, ProgressTracker, Session, TrainForm, resolve_task,
+                              run_training, settings_for)
+
+PAIRS = [("image ↔ text", "image"), ("speech ↔ text", "speech")]
+# Suggestions when the Hub is reachable (a Space); any hf:/openclip: name can be typed instead.
+HUB_SUGGESTIONS = {"image": ["openclip:ViT-B-32:laion2b_s34b_b79k", "hf:google/vit-base-patch16-224"],
+                   "text": ["hf:sentence-transformers/all-mpnet-base-v2"],
+                   "speech": ["hf:facebook/wav2vec2-base"]}
+
+
+def task_choices(pair: str, allow_folders: bool) -> list[tuple[str, str]]:
+    builtin = {"image": [("emoji — scenes ↔ instance-level captions", "emoji"),
+                         ("fashion-mnist — clothes ↔ class captions", "fashion-mnist"),
+                         ("example folder — 30 shapes ↔ captions", f"folder:{EXAMPLE_FOLDER}")],
+               "speech": [("spoken-words — synthetic speech ↔ text, tested on real speech",
+                           "spoken-words")]}[pair]
+    extra = [("my pairs — upload a .zip", UPLOAD)]
+    if allow_folders:
+        extra.append(("my pairs — a folder on this machine", FOLDER))
+    return builtin + extra
+
+
+def encoder_choices(modality: str, hub: bool) -> list[str]:
+    return list_encoders(modality) + (HUB_SUGGESTIONS[modality] if hub else [])
+
+
+def _pool_text(size: int | None) -> str:
+    return "" if size is None else str(size)
+
+
+@dataclass
+class TrainTab:
+    inputs: list
+    train_button: gr.Button
+    cancel_button: gr.Button
+    status: gr.Markdown
+    results: gr.Dataframe
+    differences: gr.Dataframe
+    curves: gr.Plot
+    metrics_plot: gr.Plot
+    downloads: gr.File
+
+
+def build(config: AppConfig) -> TrainTab:
+    d = config.defaults
+    hub = hub_reachable(timeout=1.0)
+    gr.Markdown("Pick two frozen encoders and a paired budget, then train GeRA and the baselines "
+                "on the same seeds, pairs and tuning budget. Small jobs finish in about a minute "
+                "on a CPU once the embeddings are cached.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            pair = gr.Radio(PAIRS, value=d.pair, label="Modalities")
+            task = gr.Dropdown(task_choices(d.pair, config.allow_server_folders), value=d.task,
+                               label="Task / dataset")
+            upload = gr.File(label="Zip of pairs (captions.csv + images, or transcripts.csv + "
+                                   "audio)", file_types=[".zip"], visible=d.task == UPLOAD)
+            folder = gr.Textbox(label="Folder on this machine", visible=d.task == FOLDER,
+                                placeholder="/path/to/folder with captions.csv")
+            with gr.Row():
+                encoder_a = gr.Dropdown(encoder_choices(d.pair, hub), value=DEFAULT_ENCODERS[d.pair],
+                                        label="Encoder A", allow_custom_value=True)
+                encoder_b = gr.Dropdown(encoder_choices("text", hub), value=DEFAULT_ENCODERS["text"],
+                                        label="Encoder B (text)", allow_custom_value=True)
+            budgets = gr.CheckboxGroup([str(b) for b in BUDGETS],
+                                       value=[str(b) for b in d.budgets],
+                                       label="Paired budget N (log-spaced; tick several for a sweep)")
+            methods = gr.CheckboxGroup(list(METHODS), value=list(d.methods), label="Methods")
+        with gr.Column(scale=1):
+            with gr.Row():
+                unpaired_a = gr.Textbox(_pool_text(d.unpaired_a), label="Unpaired A pool",
+                                        placeholder="task default")
+                unpaired_b = gr.Textbox(_pool_text(d.unpaired_b), label="Unpaired B pool",
+                                        placeholder="task default")
+            alpha = gr.Slider(0, 100, value=d.alpha, step=0.1, label="α, geometric weight "
+                              "(used as set when the tuning grid is 0; 0 = contrastive)")
+            with gr.Row():
+                k = gr.Slider(1, 50, value=d.k, step=1, label="K neighbours per anchor")
+                kernel = gr.Dropdown(list(KERNELS), value=d.kernel, label="Kernel")
+            with gr.Row():
+                max_steps = gr.Slider(10, 3000, value=d.max_steps, step=10,
+                                      label="Max training steps (early stopping on validation)")
+                seeds = gr.Slider(1, 5, value=d.seeds, step=1, label="Seeds")
+            grid_size = gr.Slider(0, 3, value=d.grid_size, step=1,
+                                  label="Tuning grid per method (the same for all; 3 = the CLI's)")
+            task_options = gr.Textbox(d.task_options, label="Task options (KEY=VALUE, …)",
+                                      placeholder="e.g. n_test_pairs=200")
+    with gr.Row():
+        train_button = gr.Button("Train & compare", variant="primary")
+        cancel_button = gr.Button("Cancel", variant="stop")
+    status = gr.Markdown("", elem_classes="gera-status")
+    results = gr.Dataframe(headers=["N", "method", "test metrics appear here after training"],
+                           label="Results on the test data: mean ± std over seeds, %",
+                           interactive=False, wrap=True)
+    differences = gr.Dataframe(headers=["N", "GeRA −", "paired differences appear here"],
+                               label="GeRA − each baseline, paired over the same seeds "
+                                     "(percentage points)", interactive=False, wrap=True)
+    with gr.Row():
+        curves = gr.Plot(label="Training curves")
+        metrics_plot = gr.Plot(label="Metrics")
+    downloads = gr.File(label="Your alignments (safetensors + JSON) and the full results",
+                        file_count="multiple", interactive=False, height=160)
+
+    pair.change(lambda p: (gr.Dropdown(choices=task_choices(p, config.allow_server_folders),
+                                       value=task_choices(p, config.allow_server_folders)[0][1]),
+                           gr.Dropdown(choices=encoder_choices(p, hub), value=DEFAULT_ENCODERS[p])),
+                pair, [task, encoder_a], show_progress="hidden", api_visibility="private")
+    task.change(lambda t: (gr.File(visible=t == UPLOAD), gr.Textbox(visible=t == FOLDER)),
+                task, [upload, folder], show_progress="hidden", api_visibility="private")
+    inputs = [pair, task, upload, folder, encoder_a, encoder_b, budgets, unpaired_a, unpaired_b,
+              methods, alpha, k, kernel, max_steps, seeds, grid_size, task_options]
+    return TrainTab(inputs, train_button, cancel_button, status, results, differences, curves,
+                    metrics_plot, downloads)
+
+
+def _source_updates(session: Session, shipped_choices: dict, modalities: Sequence[str | None]):
+    """New choices for the model selectors of the other tabs: the run joins the shipped ones."""
+    own = (session.models.title, SESSION_KEY)
+    out = []
+    for modality in modalities:
+        choices = shipped_choices[modality]
+        if modality in (None, session.models.modality_a):
+            out.append(gr.Dropdown(choices=[own, *choices], value=SESSION_KEY))
+        else:
+            out.append(gr.Dropdown(choices=choices))
+    return out
+
+
+def wire(tab: TrainTab, config: AppConfig, session: gr.State, shipped_choices: dict,
+         sources: list[tuple[gr.Dropdown, str | None]]) -> None:
+    """``sources``: the other tabs' model selectors and the A modality each lists (None: all)."""
+    outputs = [tab.status, tab.results, tab.differences, tab.curves, tab.metrics_plot,
+               tab.downloads, session, *[s for s, _ in sources]]
+    modalities = [m for _, m in sources]
+    skip_rest = [gr.skip()] * (len(outputs) - 4)
+
+    @gpu
+    def train(*values, progress=gr.Progress()):
+        try:
+            form = TrainForm(*values)
+            settings = settings_for(form, resolve_task(form, config.allow_server_folders))
+        except GeraError as err:
+            raise gr.Error(str(err)) from None
+        tracker = ProgressTracker(settings)
+        job = BackgroundJob(lambda report, should_stop: run_training(
+            settings, config.gallery_limit, report, should_stop))
+        try:
+            for batch in job.batches():
+                for event in batch:
+                    tracker.update(event)
+                progress(tracker.fraction, desc=tracker.text)
+                trained = any(e["stage"] == "train" for e in batch)
+                live = charts.training_curves(tracker.live) if trained else gr.skip()
+                yield [f"⏳ {tracker.text}", gr.skip(), gr.skip(), live] + skip_rest
+        finally:  # the user cancelled or left: stop the worker at its next step or batch
+            job.stop()
+        if isinstance(job.error, GeraError):
+            raise gr.Error(str(job.error))
+        if job.error is not None:
+            raise job.error
+        run: Session = job.result
+        wall = sum(r["wall_s"] for r in run.results)
+        done = (f"✅ Done in {wall:.0f} s. Your alignments are in this session: the "
+                "Neighbourhoods and Retrieval tabs now offer them (“Your run”).")
+        yield [done, tables.results_table(run.results), tables.differences_table(run.results),
+               charts.training_curves(run.histories), charts.metrics_figure(run.results),
+               run.downloads, run, *_source_updates(run, shipped_choices, modalities)]
+
+    event = tab.train_button.click(train, tab.inputs, outputs, api_name="train",
+                                   concurrency_limit=config.train_concurrency,
+                                   concurrency_id="training")
+    # Gradio's cancel closes the job's generator, whose ``finally`` stops the worker.
+    tab.cancel_button.click(lambda: "Cancelled.", None, tab.status, cancels=[event],
+                            queue=False, api_visibility="private")

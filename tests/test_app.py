@@ -1,0 +1,170 @@
+"""The Gradio app through its API: gradio_client against a launched server (CPU, no network).
+
+Small on purpose: the shipped checkpoints with a 40-item gallery, a private embedding cache, and
+a tiny training job on the 30-pair example folder.
+"""
+import threading
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import soundfile
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from gera.data.spoken_words import SOUNDS_DIR
+from gera.encoders import list_encoders
+from gera.encoders.speech import SAMPLE_RATE
+from gera.ui import AppConfig, build_app, launch_kwargs
+from gera.ui.config import EXAMPLE_FOLDER, REPO_ROOT
+from gera.ui.jobs import THREAD_NAME
+
+# gradio's own use of pandas warns on every table it sends; nothing to do with the app
+pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated.*")]
+K = 5
+TINY_JOB = dict(pair="image", task=f"folder:{EXAMPLE_FOLDER}", upload=None, folder="",
+                encoder_a="mobilenet_v2", encoder_b="minilm", budgets=["10"], unpaired_a="",
+                unpaired_b="", methods=["gera", "contrastive", "asif"], alpha=1.0, k=10,
+                kernel="heat", max_steps=30, seeds=1, grid_size=1, task_options="")
+HAS_SPEECH = ("speech_embedding" in list_encoders("speech") and SOUNDS_DIR.is_dir()
+              and any((REPO_ROOT / "checkpoints").glob("spoken-words-*.json")))
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GERA_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    demo = build_app(AppConfig(gallery_limit=40), warm_up=False)
+    _, local_url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True,
+                                  **launch_kwargs())
+    yield local_url
+    demo.close()
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def client(url):
+    return Client(url, verbose=False)
+
+
+def train(client, **changes):
+    return client.predict(*{**TINY_JOB, **changes}.values(), api_name="/train")
+
+
+def test_tiny_training_job_returns_a_table_and_plots(client):
+    status, table, differences, curves, metrics, files, *sources = train(client)
+    assert status.startswith("✅ Done")
+    assert [row[1] for row in table["data"]] == ["gera", "contrastive", "asif"]
+    assert "zero_shot_top1" in table["headers"] and "±" in table["data"][0][2]
+    assert {row[1] for row in differences["data"]} == {"contrastive", "asif"}
+    assert curves["type"] == "plotly" and metrics["type"] == "plotly"
+    assert sum(f.endswith(".safetensors") for f in files) == 3
+    # the run joins the model selectors of the Neighbourhoods and Retrieval tabs
+    assert sources[0]["value"] == "session"
+
+
+def test_cancelling_a_job_stops_its_worker(client):
+    # emoji in an empty cache embeds thousands of images: cancel while that runs
+    job = client.submit(*{**TINY_JOB, "task": "emoji", "budgets": ["300"]}.values(),
+                        api_name="/train")
+    deadline = time.monotonic() + 120
+    while "Embedding" not in str(job.status().progress_data):
+        assert time.monotonic() < deadline, "the job never started embedding"
+        time.sleep(0.2)
+    assert _job_threads()
+    job.cancel()
+    deadline = time.monotonic() + 30
+    while _job_threads() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _job_threads()
+
+
+def _job_threads():
+    return [t for t in threading.enumerate() if t.name == THREAD_NAME]
+
+
+def test_an_uploaded_zip_of_pairs_trains(client, tmp_path):
+    archive = tmp_path / "pairs.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in EXAMPLE_FOLDER.rglob("*"):
+            zf.write(path, "my-pairs/" + str(path.relative_to(EXAMPLE_FOLDER)))
+    status, table, *_ = train(client, task="upload", upload=handle_file(str(archive)),
+                              methods=["asif"])
+    assert status.startswith("✅ Done") and table["data"][0][1] == "asif"
+
+
+def test_text_query_returns_k_images_for_gera_and_the_baseline(client):
+    gera, baseline = client.predict("shipped:emoji", "asif", "a large cat face in the centre", K,
+                                    api_name="/text_to_images")
+    assert len(gera) == len(baseline) == K
+    scores = [float(item["caption"].split(" · ")[0]) for item in gera]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_each_user_keeps_their_own_session(url, client):
+    train(client)
+    own = client.predict("session", "contrastive", "a red circle", 3, api_name="/text_to_images")
+    assert len(own[0]) == 3
+    stranger = Client(url, verbose=False)  # a second browser: its selectors offer no run
+    with pytest.raises(AppError, match="session is not in the list of choices"):
+        stranger.predict("session", "contrastive", "a red circle", 3, api_name="/text_to_images")
+
+
+def test_image_query_returns_k_captions_and_refuses_a_non_image(client, tmp_path):
+    image = EXAMPLE_FOLDER / "images" / "large-blue-circle.png"
+    _, gera, baseline = client.predict("shipped:emoji", "procrustes", handle_file(str(image)), K,
+                                       api_name="/image_to_captions")
+    assert len(gera["data"]) == len(baseline["data"]) == K
+    fake = tmp_path / "not-an-image.png"
+    fake.write_text("hello")
+    with pytest.raises(AppError, match="not an image"):
+        client.predict("shipped:emoji", "asif", handle_file(str(fake)), K,
+                       api_name="/image_to_captions")
+
+
+@pytest.mark.skipif(not HAS_SPEECH, reason="no speech encoder, recordings or speech checkpoints")
+def test_speech_query_returns_k_transcripts_and_refuses_bad_audio(client, tmp_path):
+    clip = sorted((SOUNDS_DIR / "digits").glob("*.wav"))[0]
+    gera, baseline = client.predict("shipped:spoken-words", "asif", handle_file(str(clip)), K,
+                                    api_name="/speech_to_transcripts")
+    assert len(gera["data"]) == len(baseline["data"]) == K
+    silent, long, corrupt = tmp_path / "silent.wav", tmp_path / "long.wav", tmp_path / "bad.wav"
+    soundfile.write(silent, np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)
+    soundfile.write(long, 0.1 * np.sin(np.arange(31 * 8000) / 5.0).astype(np.float32), 8000)
+    corrupt.write_bytes(b"RIFF\x00\x00not really a wave file")
+    for path, problem in ((silent, "silent"), (long, "over the 30 s limit"), (corrupt, "corrupt")):
+        with pytest.raises(AppError, match=problem):
+            client.predict("shipped:spoken-words", "asif", handle_file(str(path)), K,
+                           api_name="/speech_to_transcripts")
+
+
+def test_bad_input_gives_a_visible_error_and_the_app_keeps_serving(client, tmp_path):
+    with pytest.raises(AppError, match="Type a description"):
+        client.predict("shipped:emoji", "asif", "   ", K, api_name="/text_to_images")
+    with pytest.raises(AppError, match="beyond the data"):
+        train(client, budgets=["10000"])
+    with pytest.raises(AppError, match="at least one method"):
+        train(client, methods=[])
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(AppError, match="not a readable .zip"):
+        train(client, task="upload", upload=handle_file(str(broken)))
+    no_csv = tmp_path / "no-csv.zip"
+    with zipfile.ZipFile(no_csv, "w") as zf:
+        zf.writestr("images/a.png", b"not even an image")
+    with pytest.raises(AppError, match="no captions.csv"):
+        train(client, task="upload", upload=handle_file(str(no_csv)))
+    bad_rows = tmp_path / "bad-rows.zip"
+    with zipfile.ZipFile(bad_rows, "w") as zf:
+        zf.writestr("captions.csv", "image,caption\nmissing.png,a caption\n")
+    with pytest.raises(AppError, match="captions.csv"):
+        train(client, task="upload", upload=handle_file(str(bad_rows)))
+    escaping = tmp_path / "escaping.zip"
+    with zipfile.ZipFile(escaping, "w") as zf:
+        zf.writestr("../captions.csv", "image,caption\n")
+    with pytest.raises(AppError, match="outside its own folder"):
+        train(client, task="upload", upload=handle_file(str(escaping)))
+    gera, _ = client.predict("shipped:emoji", "asif", "a pizza", K, api_name="/text_to_images")
+    assert len(gera) == K

@@ -1,0 +1,99 @@
+"""The app in a real browser: Debian's Chromium driven by Playwright (no browser download).
+
+Loads the page, runs a short training job, sees the table and a plot, projects neighbourhoods and
+clicks a point, runs a text query, and saves a screenshot of each tab (to a temp folder, or to
+$GERA_SCREENSHOT_DIR to look at them).
+"""
+import os
+from pathlib import Path
+
+import pytest
+
+from gera.ui import AppConfig, TrainDefaults, build_app, launch_kwargs
+from gera.ui.config import EXAMPLE_FOLDER
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [pytest.mark.skipif(not CHROMIUM.exists(),
+                                 reason="Debian's chromium is not installed (/usr/bin/chromium)"),
+              # gradio's own use of pandas warns on every table it sends
+              pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated.*")]
+TINY = TrainDefaults(task=f"folder:{EXAMPLE_FOLDER}", budgets=(10,),
+                     methods=("gera", "contrastive", "asif"), max_steps=30)
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GERA_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    demo = build_app(AppConfig(gallery_limit=40, defaults=TINY), warm_up=False)
+    _, local_url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True,
+                                  **launch_kwargs())
+    yield local_url
+    demo.close()
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def page(url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        page.get_by_role("button", name="Train & compare", exact=True).wait_for()
+        yield page
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def screens(tmp_path_factory):
+    folder = os.environ.get("GERA_SCREENSHOT_DIR")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screens")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def open_tab(page, name):
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+def test_train_and_see_the_table_and_a_plot(page, screens):
+    page.get_by_role("button", name="Train & compare", exact=True).click()
+    page.get_by_text("Done in").wait_for()
+    table = page.locator("table").filter(has_text="chosen on validation").first
+    assert table.get_by_text("contrastive", exact=True).count() >= 1
+    assert page.locator(".js-plotly-plot").count() >= 2
+    page.screenshot(path=screens / "1-train.png", full_page=True)
+
+
+def test_neighbourhoods_project_and_a_click_selects_a_point(page, screens):
+    open_tab(page, "Neighbourhoods")
+    page.locator(".nbhd-clickable .js-plotly-plot").first.wait_for()
+    page.locator("#nbhd-summary").get_by_role("cell", name="trustworthiness", exact=True).wait_for()
+    # A click on a point, as plotly reports it: the bridge forwards it to the server.
+    page.locator(".nbhd-clickable .js-plotly-plot").first.evaluate(
+        "plot => plot.emit('plotly_click', {points: [{customdata: 2}]})")
+    page.locator("#nbhd-summary").get_by_text("Point 2").wait_for()
+    page.screenshot(path=screens / "2-neighbourhoods.png", full_page=True)
+
+
+def test_text_query_shows_images(page, screens):
+    open_tab(page, "Retrieval playground")
+    page.get_by_label("Model (image ↔ text)").click()
+    page.get_by_role("option", name="emoji", exact=False).first.click()
+    page.get_by_label("Describe an image").fill("a large cat face in the centre")
+    page.get_by_role("button", name="Search images", exact=True).click()
+    page.locator(".grid-wrap img").nth(15).wait_for()  # 8 results × 2 methods
+    page.screenshot(path=screens / "3-retrieval.png", full_page=True)
+
+
+def test_about_tab(page, screens):
+    open_tab(page, "About")
+    page.get_by_text("What GeRA is").wait_for()
+    page.screenshot(path=screens / "4-about.png", full_page=True)
