@@ -9,6 +9,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import serve_app
 import soundfile
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -16,7 +17,7 @@ from gradio_client.exceptions import AppError
 from gera.data.spoken_words import SOUNDS_DIR
 from gera.encoders import list_encoders
 from gera.encoders.speech import SAMPLE_RATE
-from gera.ui import AppConfig, build_app, launch_kwargs
+from gera.ui import AppConfig
 from gera.ui.config import EXAMPLE_FOLDER, REPO_ROOT
 from gera.ui.jobs import THREAD_NAME
 
@@ -34,14 +35,7 @@ HAS_SPEECH = ("speech_embedding" in list_encoders("speech") and SOUNDS_DIR.is_di
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GERA_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    demo = build_app(AppConfig(gallery_limit=40), warm_up=False)
-    _, local_url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True,
-                                  **launch_kwargs())
-    yield local_url
-    demo.close()
-    mp.undo()
+    yield from serve_app(tmp_path_factory, AppConfig(gallery_limit=40))
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import serve_app
 
-from gera.ui import AppConfig, TrainDefaults, build_app, launch_kwargs
+from gera.ui import AppConfig, TrainDefaults
 from gera.ui.config import EXAMPLE_FOLDER
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -25,14 +26,7 @@ TIMEOUT_MS = 120_000
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GERA_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    demo = build_app(AppConfig(gallery_limit=40, defaults=TINY), warm_up=False)
-    _, local_url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True,
-                                  **launch_kwargs())
-    yield local_url
-    demo.close()
-    mp.undo()
+    yield from serve_app(tmp_path_factory, AppConfig(gallery_limit=40, defaults=TINY))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,17 @@
+"""Shared fixtures' building blocks."""
+import pytest
+
+from gera.ui import AppConfig, build_app, launch_kwargs
+
+
+def serve_app(tmp_path_factory, config: AppConfig):
+    """Launch the app on loopback with a private embedding cache; yield its URL, then stop it.
+    For module-scoped fixtures: ``yield from serve_app(tmp_path_factory, AppConfig(...))``."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GERA_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    demo = build_app(config, warm_up=False)
+    _, local_url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True,
+                                  **launch_kwargs())
+    yield local_url
+    demo.close()
+    mp.undo()
