@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -113,14 +115,36 @@ def train(pairs_a: np.ndarray, pairs_b: np.ndarray, unpaired_a: np.ndarray,
         require_finite(x, name)
     if len(pairs_a) < 2:
         raise GeraError("Training needs at least 2 training pairs; raise the paired budget.")
-    threads_before = torch.get_num_threads()
-    if resolve_device(config.device) == "cpu":
-        torch.set_num_threads(max(1, config.cpu_threads))
-    try:
+    with _cpu_threads(config.cpu_threads if resolve_device(config.device) == "cpu" else None):
         return _train(pairs_a, pairs_b, unpaired_a, unpaired_b, config, validate, progress,
                       should_stop, method)
+
+
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_before = 0
+
+
+@contextmanager
+def _cpu_threads(n: Optional[int]):
+    """torch's thread count is process-wide: the first concurrent job sets it, the last one
+    out restores it, so two trainings in one process (two app users) cannot strand it at 1."""
+    global _threads_users, _threads_before
+    if n is None:
+        yield
+        return
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+            torch.set_num_threads(max(1, n))
+        _threads_users += 1
+    try:
+        yield
     finally:
-        torch.set_num_threads(threads_before)
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_before)
 
 
 def _pool(pairs: np.ndarray, unpaired: np.ndarray, center: bool):

@@ -314,3 +314,17 @@ def test_every_grid_point_is_distinct_and_the_first_is_the_default():
             grid = cls.grid(n, da, db)
             assert len(grid) == len({tuple(sorted(g.items())) for g in grid}) and len(grid) >= 1
     assert Procrustes.grid(3000, 96, 384)[0] == {"dim": 96}
+
+
+def test_concurrent_trainings_restore_the_thread_count():
+    import threading
+
+    before = torch.get_num_threads()
+    pairs, unpaired, _ = synthetic_world()
+    jobs = [threading.Thread(target=GeRA(TrainConfig(max_steps=30, seed=s)).fit, args=(pairs, unpaired))
+            for s in range(3)]
+    for j in jobs:
+        j.start()
+    for j in jobs:
+        j.join()
+    assert torch.get_num_threads() == before
