@@ -175,11 +175,17 @@ def prepare_seed(data: EmbeddedTask, split: Split, seed: int) -> SeedData:
     return SeedData(seed, split, pairs, unpaired, validate)
 
 
-def method_grid(name: str, pairs: Pairs, grid_size: int) -> list[dict]:
+def effective_grid_size(grid_size: int, seed_data: SeedData) -> int:
+    """With no validation score there is nothing to choose by: one setting (or none) only."""
+    return grid_size if seed_data.validate is not None else min(grid_size, 1)
+
+
+def method_grid(name: str, seed_data: SeedData, grid_size: int) -> list[dict]:
+    grid_size = effective_grid_size(grid_size, seed_data)
     if grid_size == 0:
         return [{}]
-    grid = method_class(name).grid(len(pairs), pairs.a.shape[1], pairs.b.shape[1])
-    return grid[:grid_size]
+    pairs = seed_data.pairs
+    return method_class(name).grid(len(pairs), pairs.a.shape[1], pairs.b.shape[1])[:grid_size]
 
 
 def fit_tuned(name: str, settings: CompareSettings, seed_data: SeedData, progress: Progress = None,
@@ -187,9 +193,8 @@ def fit_tuned(name: str, settings: CompareSettings, seed_data: SeedData, progres
     """Fit ``name`` for each setting of its grid (the first ``grid_size``), keep the best by
     validation score. Returns ``(alignment, chosen_params, val_score, method_object)``."""
     validate, seed = seed_data.validate, seed_data.seed
-    grid = method_grid(name, seed_data.pairs, settings.grid_size if validate else min(settings.grid_size, 1))
     best = None
-    for params in grid:
+    for params in method_grid(name, seed_data, settings.grid_size):
         kwargs = dict(params)
         if method_class(name).trained:
             kwargs = {"base": replace(settings.train, seed=seed), **params}
@@ -240,9 +245,10 @@ def compare(settings: CompareSettings, cache: Optional[EmbeddingCache] = None,
 
     per_method: dict[str, dict] = {m: {"metrics": {}, "chosen": [], "val": [], "steps": [],
                                        "fit_s": []} for m in settings.methods}
-    alignments, histories = {}, {}
+    alignments, histories, first = {}, {}, None
     for seed, split in splits.items():
         seed_data = prepare_seed(data, split, seed)
+        first = seed_data if first is None else first
         for name in settings.methods:
             t_fit = time.perf_counter()
             alignment, params, val, method = fit_tuned(name, settings, seed_data, progress,
@@ -270,24 +276,23 @@ def compare(settings: CompareSettings, cache: Optional[EmbeddingCache] = None,
             "chosen": rec["chosen"], "val_score": summarize(rec["val"]),
             "best_step": rec["steps"], "fit_s": summarize(rec["fit_s"]),
         }
-    first = prepare_seed(data, splits[seeds[0]], seeds[0])
     result = {
         "task": settings.task, "budget": settings.budget,
         "config": {"seeds": seeds, "methods": list(settings.methods),
                    "encoder_a": encoder_a.name, "encoder_b": encoder_b.name,
-                   "grid_size": settings.grid_size if first.validate else min(settings.grid_size, 1),
-                   "grids": {m: method_grid(m, first.pairs, settings.grid_size)
+                   "grid_size": effective_grid_size(settings.grid_size, first),
+                   "grids": {m: method_grid(m, first, settings.grid_size)
                              for m in settings.methods},
                    "validation": task.val_metric if first.validate else
                    "none (fewer than 2 validation pairs: no tuning, no early stopping)",
                    "train": asdict(settings.train),
-                   "split": next(iter(splits.values())).info, "neighbourhood_k": settings.neighbourhood_k},
+                   "split": first.split.info, "neighbourhood_k": settings.neighbourhood_k},
         "wall_s": time.perf_counter() - t0,
         "methods": methods_out,
         "paired_differences": paired_differences(methods_out),
         "_alignments": alignments, "_histories": histories,
     }
-    ceiling = supervised_ceiling(task, data, next(iter(splits.values())))
+    ceiling = supervised_ceiling(task, data, first.split)
     if ceiling is not None:
         result["ceiling"] = ceiling
     return result
