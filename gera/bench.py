@@ -12,19 +12,20 @@ from dataclasses import replace
 
 import numpy as np
 
-from gera.cache import EmbeddingCache
 from gera.data import get_task
-from gera.encoders import DEFAULT_ENCODERS, get_encoder
+from gera.device import resolve_device
+from gera.embedded import EmbeddedTask, split_items
+from gera.encoders import get_encoder
 from gera.encoders.throughput import measure_throughput
-from gera.experiment import EmbeddedTask, split_items, validation_score
-from gera.train import TrainConfig, resolve_device, train
+from gera.experiment import validation_score
+from gera.methods import GeRA
+from gera.settings import TrainConfig
+from gera.train import train
 
 
 def training_costs(task_name: str, budget: int, repeats: int) -> dict:
-    task = get_task(task_name)
-    enc_a = get_encoder(DEFAULT_ENCODERS[task.a.modality], task.a.modality)
-    enc_b = get_encoder(DEFAULT_ENCODERS[task.b.modality], task.b.modality)
-    data = EmbeddedTask(task, enc_a, enc_b, EmbeddingCache())
+    data = EmbeddedTask.open(task_name)
+    task = data.task
     split = task.split(budget, 0)
     data.ensure(*split_items(split))
     args = (data.a(split.train_pairs[:, 0]), data.b(split.train_pairs[:, 1]),
@@ -34,9 +35,11 @@ def training_costs(task_name: str, budget: int, repeats: int) -> dict:
     out = {"device": resolve_device(base.device), "pool_a": len(args[0]) + len(args[2]),
            "pool_b": len(args[1]) + len(args[3]), "n_train_pairs": len(args[0])}
     for name, alpha in (("gera", base.alpha), ("contrastive", 0.0)):
-        cfg = replace(base, alpha=alpha)
-        fixed = [train(*args, replace(cfg, max_steps=200)) for _ in range(repeats)]
-        jobs = [train(*args, cfg, validate=validate) for _ in range(repeats)]
+        method = GeRA(base, alpha=alpha)
+        fixed = [train(*args, method.objective(), replace(method.config, max_steps=200),
+                       method=name) for _ in range(repeats)]
+        jobs = [train(*args, method.objective(), method.config, validate=validate, method=name)
+                for _ in range(repeats)]
         out[name] = {
             "ms_per_step": 1000 * statistics.median(r.wall_s / r.steps_run for r in fixed),
             "points_per_step": fixed[0].points_per_step,

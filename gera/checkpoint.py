@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 
 from gera import __version__
-from gera.aligners import Alignment
+from gera.alignments import Alignment, alignment_class
 from gera.errors import GeraError
 from gera.io import atomic_write
+
+if TYPE_CHECKING:
+    from gera.results import CompareResult
+    from gera.settings import CompareSettings
 
 FORMAT = "gera-alignment/1"
 
@@ -57,12 +61,29 @@ def load_alignment(path: str | Path) -> tuple[Alignment, dict]:
     except (ValueError, OSError, SafetensorError) as err:
         raise GeraError(f"Checkpoint {weights.with_suffix('')} is corrupt or not a GeRA checkpoint "
                         f"({err}).") from err
-    if doc.get("format") != FORMAT or doc.get("kind") not in Alignment.registry:
+    cls = alignment_class(str(doc.get("kind")))
+    if doc.get("format") != FORMAT or cls is None:
         raise GeraError(f"{config_path} is not a GeRA checkpoint (format {doc.get('format')!r}, "
                         f"kind {doc.get('kind')!r}).")
     try:
-        alignment = Alignment.registry[doc["kind"]].from_state(tensors, doc["config"])
+        alignment = cls.from_state(tensors, doc["config"])
     except (KeyError, ValueError, RuntimeError) as err:
         raise GeraError(f"Checkpoint {weights.with_suffix('')} does not match its {doc['kind']!r} "
                         f"format (missing or misshapen {err}). Re-save it with this version.") from err
     return alignment, doc.get("meta", {})
+
+
+def save_result_alignments(result: "CompareResult", settings: "CompareSettings", folder: Path,
+                           stem: str) -> list[Path]:
+    """Save a comparison's first-seed alignments as ``<folder>/<stem>-<method>``, each with the
+    meta that lets the app rebuild its gallery (task, options, budget, seed, encoders, metrics)."""
+    paths = []
+    for method, alignment in result.alignments.items():
+        record = result.methods[method]
+        meta = {"task": settings.task, "task_options": settings.task_options,
+                "budget": settings.budget, "method": method,
+                "encoder_a": result.config["encoder_a"], "encoder_b": result.config["encoder_b"],
+                "seed": result.seeds[0], "chosen": record.chosen[0],
+                "metrics": {m: s.mean for m, s in record.metrics.items()}}
+        paths += save_alignment(alignment, Path(folder) / f"{stem}-{method}", meta)
+    return paths

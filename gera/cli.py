@@ -1,4 +1,6 @@
-"""``python -m gera {compare,sweep,train,embed,bench}`` — the same functions the app drives."""
+"""``python -m gera {compare,sweep,ablate,report,train,embed,bench}`` — the same functions the
+app drives. Argument parsing and printing only: each command imports the library (and torch)
+when it runs, so ``--help`` starts at once."""
 from __future__ import annotations
 
 import argparse
@@ -7,17 +9,10 @@ import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
-import numpy as np
-
-from gera.data import parse_task_options
 from gera.errors import GeraError
 from gera.io import atomic_write
 from gera.methods import METHODS
-from gera.train import TrainConfig
-
-TABLE_METRICS = ("zero_shot_top1", "zero_shot_top5", "recall@1_a2b", "recall@5_a2b",
-                 "recall@10_a2b", "recall@1_b2a", "recall@5_b2a", "recall@10_b2a",
-                 "knn_jaccard_a", "knn_jaccard_b", "trustworthiness_a", "trustworthiness_b")
+from gera.settings import CompareSettings, TrainConfig
 
 
 def _int_list(text: str) -> list[int]:
@@ -49,10 +44,8 @@ def _add_common(p: argparse.ArgumentParser, budget: bool = True) -> None:
     p.add_argument("--grid-size", type=int, default=3,
                    help="settings tried per method, the same for every method (1 = defaults only)")
     p.add_argument("--json", type=Path, default=None, help="write the full result as JSON here")
-    train = p.add_argument_group("training (GeRA and contrastive-only)")
+    train = p.add_argument_group("training (the trained methods)")
     for f in fields(TrainConfig):
-        if f.name == "seed":
-            continue
         kind = {bool: _bool, int: int, float: float, str: str}[type(f.default)]
         train.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None,
                            help=f"default {f.default}")
@@ -68,8 +61,8 @@ def _train_config(args) -> TrainConfig:
     return replace(TrainConfig(), **overrides)
 
 
-def _settings(args, budget: int):
-    from gera.experiment import CompareSettings
+def _settings(args, budget: int) -> CompareSettings:
+    from gera.data import parse_task_options
 
     return CompareSettings(task=args.task, task_options=parse_task_options(args.task_option),
                            budget=budget, seeds=args.seeds,
@@ -79,54 +72,15 @@ def _settings(args, budget: int):
                            grid_size=args.grid_size, train=_train_config(args))
 
 
-def _report_stage(event: dict) -> None:
+def _report_stage(event) -> None:
     """One line per finished stage on stderr (an embedding pass, each method's fit)."""
-    stage = event["stage"]
-    if stage == "embed" and event["done"] == event["total"]:
-        print(f"  embedded {event['total']} {event['side'].upper()} items", file=sys.stderr)
-    elif stage == "evaluate":
-        print(f"  seed {event['seed']}: {event['method']} fitted, evaluating", file=sys.stderr)
+    from gera.results import EmbedProgress, Evaluated
 
-
-def format_table(result: dict) -> str:
-    """Mean ± std per method and metric, then GeRA − each baseline (paired over seeds)."""
-    methods = result["methods"]
-    metrics = [m for m in TABLE_METRICS if any(m in r["metrics"] for r in methods.values())]
-    n_seeds = len(result["config"]["seeds"])
-    head = f"{result['task']}  budget {result['budget']}  seeds {n_seeds}  " \
-           f"({result['config']['encoder_a']} ↔ {result['config']['encoder_b']})"
-    lines = [head, _row(["method"] + metrics)]
-    for name, rec in methods.items():
-        lines.append(_row([name] + [_pm(rec["metrics"].get(m)) for m in metrics]))
-    diffs = result.get("paired_differences", {})
-    if diffs:
-        lines += ["", "GeRA − baseline, paired over the same seeds (mean ± std, percentage points):",
-                  _row(["vs"] + metrics)]
-        for name, d in diffs.items():
-            lines.append(_row([name] + [_pm(d.get(m), signed=True) for m in metrics]))
-    if "ceiling" in result:
-        c = result["ceiling"]
-        lines += ["", f"supervised ceiling (linear probe, {c['n_labels']} labels): top-1 "
-                      f"{100 * c['linear_probe_top1']:.1f}"]
-    chosen = {n: r["chosen"] for n, r in methods.items()}
-    lines += ["", "chosen on validation (per seed): " +
-              "; ".join(f"{n}: {', '.join(_fmt_params(p) for p in c)}" for n, c in chosen.items())]
-    return "\n".join(lines)
-
-
-def _fmt_params(p: dict) -> str:
-    return "/".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items())
-
-
-def _pm(stat, signed: bool = False) -> str:
-    if stat is None:
-        return "–"
-    sign = "+" if signed else ""
-    return f"{100 * stat['mean']:{sign}.1f} ± {100 * stat['std']:.1f}"
-
-
-def _row(cells) -> str:
-    return "  ".join(f"{c:<12}" if i == 0 else f"{c:>13}" for i, c in enumerate(cells))
+    if isinstance(event, EmbedProgress) and event.done == event.total:
+        print(f"  embedded {event.total} {event.side.upper()} items", file=sys.stderr)
+    elif isinstance(event, Evaluated):
+        print(f"  seed {event.seed}: {event.method} fitted, evaluating ({event.index + 1}/"
+              f"{event.total})", file=sys.stderr)
 
 
 def _write_json(path: Path | None, payload) -> None:
@@ -138,32 +92,35 @@ def _write_json(path: Path | None, payload) -> None:
 
 
 def cmd_compare(args) -> None:
-    from gera.experiment import compare, to_json
+    from gera.experiment import compare
+    from gera.report import format_table
 
-    result = to_json(compare(_settings(args, args.budget), progress=_report_stage))
+    result = compare(_settings(args, args.budget), progress=_report_stage)
     print(format_table(result))
-    print(f"\nwall time {result['wall_s']:.0f} s")
-    _write_json(args.json, result)
+    print(f"\nwall time {result.wall_s:.0f} s")
+    _write_json(args.json, result.to_json())
 
 
 def cmd_sweep(args) -> None:
-    from gera.experiment import compare, to_json
+    from gera.experiment import compare
+    from gera.report import format_table
 
     results = []
     for budget in args.budgets:
-        result = to_json(compare(_settings(args, budget), progress=_report_stage))
+        result = compare(_settings(args, budget), progress=_report_stage)
         print(format_table(result) + "\n")
-        results.append(result)
+        results.append(result.to_json())
         _write_json(args.json, results)  # after every budget: a long sweep keeps what it finished
 
 
 def cmd_ablate(args) -> None:
     from gera.experiment import ablate
+    from gera.report import format_ablation
 
     values = [_parse_value(v) for v in args.values.split(",")]
     result = ablate(_settings(args, args.budget), args.param, values, progress=_report_stage)
     print(format_ablation(result))
-    _write_json(args.json, result)
+    _write_json(args.json, result.to_json())
 
 
 def _parse_value(text: str):
@@ -173,80 +130,48 @@ def _parse_value(text: str):
         return text.strip()
 
 
-def format_ablation(result: dict) -> str:
-    """One row per value: GeRA's metrics, and GeRA − contrastive paired over the same seeds."""
-    first = result["runs"][0]
-    metrics = [m for m in TABLE_METRICS if m in first["methods"]["gera"]["metrics"]]
-    lines = [f"{result['task']}  budget {result['budget']}  seeds {len(first['config']['seeds'])}: "
-             f"GeRA with {result['param']} varied (nothing tuned); below each row, GeRA − contrastive",
-             _row([result["param"]] + metrics)]
-    for run in result["runs"]:
-        gera, diff = run["methods"]["gera"]["metrics"], run["paired_differences"]["contrastive"]
-        lines.append(_row([str(run["value"])] + [_pm(gera.get(m)) for m in metrics]))
-        lines.append(_row(["  Δ contr."] + [_pm(diff.get(m), signed=True) for m in metrics]))
-    return "\n".join(lines)
-
-
 def cmd_report(args) -> None:
     """Re-print saved results; for a sweep, one compact budget × method table per metric."""
+    from gera.report import format_ablation, format_sweep, format_table
+    from gera.results import AblationResult, result_from_json
+
     try:
-        payload = json.loads(args.path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        result = result_from_json(json.loads(args.path.read_text()))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise GeraError(f"Cannot read results file {args.path} ({err}). Give a JSON file written "
                         "by compare, sweep or ablate with --json.") from err
-    if isinstance(payload, list):
-        print(format_sweep(payload, [m.strip() for m in args.metrics.split(",")]))
-    elif "runs" in payload:
-        print(format_ablation(payload))
+    if isinstance(result, list):
+        print(format_sweep(result, [m.strip() for m in args.metrics.split(",")]))
+    elif isinstance(result, AblationResult):
+        print(format_ablation(result))
     else:
-        print(format_table(payload))
-
-
-def format_sweep(results: list[dict], metrics: list[str]) -> str:
-    """Metric vs budget: mean ± std per method, and GeRA − contrastive paired over seeds."""
-    methods = list(results[0]["methods"])
-    lines = []
-    for metric in metrics:
-        lines += [f"{metric} — {results[0]['task']}, seeds {len(results[0]['config']['seeds'])}",
-                  _row(["budget"] + methods + ["GeRA − contr."])]
-        for r in results:
-            diff = r.get("paired_differences", {}).get("contrastive", {}).get(metric)
-            lines.append(_row([str(r["budget"])] + [_pm(r["methods"][m]["metrics"].get(metric))
-                                                     for m in methods] + [_pm(diff, signed=True)]))
-        lines.append("")
-    return "\n".join(lines).rstrip()
+        print(format_table(result))
 
 
 def cmd_train(args) -> None:
     """Fit one method on one seed's split and save it as a checkpoint (safetensors + JSON)."""
-    from gera.checkpoint import save_alignment
-    from gera.experiment import compare, to_json
+    from gera.checkpoint import save_result_alignments
+    from gera.experiment import compare
+    from gera.report import format_table
 
-    settings = _settings(args, args.budget)
-    settings.seeds = settings.seeds[:1]
+    settings = replace(_settings(args, args.budget), seeds=args.seeds[:1])
     result = compare(settings, progress=_report_stage)
-    summary = to_json(result)
-    print(format_table(summary))
-    for name, alignment in result["_alignments"].items():
-        meta = {"task": args.task, "budget": args.budget, "method": name,
-                "encoder_a": summary["config"]["encoder_a"], "encoder_b": summary["config"]["encoder_b"],
-                "seed": settings.seeds[0], "chosen": summary["methods"][name]["chosen"][0],
-                "metrics": {m: s["mean"] for m, s in summary["methods"][name]["metrics"].items()}}
-        paths = save_alignment(alignment, args.out / f"{args.task.replace(':', '_').replace('/', '_')}-{name}", meta)
-        print(f"saved {paths[0]}", file=sys.stderr)
+    print(format_table(result))
+    stem = args.task.replace(":", "_").replace("/", "_")
+    for path in save_result_alignments(result, settings, args.out, stem):
+        print(f"saved {path}", file=sys.stderr)
 
 
 def cmd_embed(args) -> None:
     """Fill the embedding cache with every item ``compare`` needs at these budgets and seeds."""
-    from gera.cache import EmbeddingCache
-    from gera.data import get_task
-    from gera.encoders import DEFAULT_ENCODERS, get_encoder
-    from gera.experiment import EmbeddedTask, split_items
+    import numpy as np
 
-    task = get_task(args.task, **parse_task_options(args.task_option))
-    enc_a = get_encoder(args.encoder_a or DEFAULT_ENCODERS[task.a.modality], task.a.modality)
-    enc_b = get_encoder(args.encoder_b or DEFAULT_ENCODERS[task.b.modality], task.b.modality)
-    data = EmbeddedTask(task, enc_a, enc_b, EmbeddingCache())
+    from gera.data import parse_task_options
+    from gera.embedded import EmbeddedTask, split_items
+
+    data = EmbeddedTask.open(args.task, parse_task_options(args.task_option), args.encoder_a,
+                             args.encoder_b)
+    task = data.task
     a_parts, b_parts = [], []
     for budget in args.budgets:
         for seed in args.seeds:

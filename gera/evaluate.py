@@ -6,7 +6,7 @@ from typing import Optional
 
 import numpy as np
 
-from gera.aligners import Alignment, Standardizer
+from gera.alignments import Alignment, Standardizer
 from gera.geometry import knn, l2_normalize
 
 

@@ -9,10 +9,43 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from gera.geometry import diffusion_operator, kernel_matrix, pairwise_sq_dist
+from gera.geometry import KERNELS
 
 DIVERGENCES = ("frobenius", "kl")
 MAX_LOGIT_SCALE = 100.0  # CLIP's cap on 1/temperature
+
+
+def pairwise_sq_dist(u: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances within each neighbourhood: ``(..., m, d) → (..., m, m)``.
+
+    For unit vectors ``‖u-v‖² = 2 - 2 cos``, which is cheaper and exactly symmetric.
+    """
+    return (2.0 - 2.0 * (u @ u.transpose(-1, -2))).clamp_min(0.0)
+
+
+def kernel_matrix(u: torch.Tensor, kernel: str = "heat", eps: Optional[float] = None) -> torch.Tensor:
+    """Kernel on the unit vectors of each neighbourhood, ``(..., m, d) → (..., m, m)``.
+
+    ``heat``: exp(-‖u-v‖²/ε); ``inverse``: 1/(1+‖u-v‖²/ε); ``linear``: (1+cos)/2;
+    ``squared``: ((1+cos)/2)². ``eps`` (heat, inverse) must come from the ORIGINAL space and be
+    shared by both spaces: re-estimating it from the aligned space hides a global shrink.
+    """
+    if kernel in ("heat", "inverse"):
+        if eps is None:
+            raise ValueError(f"kernel {kernel!r} needs the bandwidth eps")
+        d2 = pairwise_sq_dist(u)
+        return torch.exp(-d2 / eps) if kernel == "heat" else 1.0 / (1.0 + d2 / eps)
+    cos_sim = u @ u.transpose(-1, -2)
+    if kernel == "linear":
+        return (1.0 + cos_sim) / 2.0
+    if kernel == "squared":
+        return ((1.0 + cos_sim) / 2.0) ** 2
+    raise ValueError(f"unknown kernel {kernel!r}; choose one of {KERNELS}")
+
+
+def diffusion_operator(w: torch.Tensor) -> torch.Tensor:
+    """Row-normalise a kernel matrix: ``T = D⁻¹ W`` (every row sums to 1)."""
+    return w / w.sum(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def info_nce(za: torch.Tensor, zb: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:

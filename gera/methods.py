@@ -1,20 +1,26 @@
-"""GeRA and the baselines behind one estimator interface.
+"""GeRA and the baselines behind one estimator interface, and the registry of methods.
 
-``Method(**params).fit(pairs, unpaired, validate=...) → Alignment``. Each method also declares its
-tuning grid (``grid()``): the experiment runner gives every method a grid of the SAME size and the
-same validation data, so comparisons are fair (method.md, "A fair comparison").
+``Method(**params).fit(pairs, unpaired, validate=...) → Alignment``, scikit-learn style: every
+hyperparameter is an explicit keyword of ``__init__`` with its default there, checked at
+construction; ``get_params()`` / ``clone(**changes)`` read and vary them. Each method also
+declares its tuning grid (``grid()``): the experiment runner gives every method a grid of the SAME
+size and the same validation data, so comparisons are fair (method.md, "A fair comparison").
+
+Nothing outside this module decides anything by a method's name: ask the registry
+(``METHODS``, ``method_class``, ``featured()``, ``featured_twin()``).
 """
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields, replace
 from typing import Callable, ClassVar, Optional
 
 import numpy as np
 
-from gera.aligners import Alignment, LinearAlignment, RelativeAlignment, Standardizer
+from gera.alignments import Alignment, LinearAlignment, RelativeAlignment, Standardizer
 from gera.errors import GeraError, require_finite
-from gera.train import TrainConfig, TrainResult, train
+from gera.settings import TrainConfig
 
 
 @dataclass
@@ -46,11 +52,17 @@ class Unpaired:
         require_finite(self.b, "unpaired B")
 
 
-class Method(ABC):
-    """An alignment method. ``params`` are its hyperparameters (what ``grid`` varies)."""
+Validate = Optional[Callable[[Alignment], float]]
 
-    name: ClassVar[str]
+
+class Method(ABC):
+    """An alignment method: an estimator whose ``__init__`` keywords are its hyperparameters."""
+
+    name: ClassVar[str]  # the registry key, and what results and checkpoints record
+    label: ClassVar[str]  # what tables and the app show
     trained: ClassVar[bool] = False  # trained methods use ``validate`` for early stopping
+    featured: ClassVar[bool] = False  # the method this studio is about (paired differences)
+    twin_of: ClassVar[Optional[str]] = None  # the method this one equals with its extra term off
     registry: ClassVar[dict[str, type["Method"]]] = {}
 
     def __init_subclass__(cls, **kwargs):
@@ -58,24 +70,51 @@ class Method(ABC):
         if "name" in cls.__dict__:
             Method.registry[cls.name] = cls
 
-    def __init__(self, **params):
-        self.params = params
-        self.result: Optional[TrainResult] = None  # trained methods keep their history here
+    @classmethod
+    def param_names(cls) -> list[str]:
+        return [p.name for p in inspect.signature(cls.__init__).parameters.values()
+                if p.name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD]
+
+    def get_params(self) -> dict:
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    def clone(self, **changes) -> "Method":
+        """A new, unfitted method with these hyperparameters changed."""
+        return self.create(**{**self.get_params(), **changes})
+
+    @classmethod
+    def create(cls, **params) -> "Method":
+        """``cls(**params)``, with unknown names refused by one ``GeraError`` listing the known."""
+        unknown = sorted(set(params) - set(cls.param_names()) - set(cls._extra_param_names()))
+        if unknown:
+            raise GeraError(f"{cls.label} has no parameter(s) {unknown}; it takes "
+                            f"{', '.join(cls.param_names() + cls._extra_param_names())}.")
+        return cls(**params)
+
+    @classmethod
+    def _extra_param_names(cls) -> list[str]:
+        return []
+
+    @classmethod
+    def from_settings(cls, train: TrainConfig, seed: int, **params) -> "Method":
+        """The method as a comparison builds it: the shared training settings (used by trained
+        methods only), the seed, and a point of its grid."""
+        return cls.create(seed=seed, **params)
 
     @classmethod
     @abstractmethod
     def grid(cls, n_pairs: int, dim_a: int, dim_b: int) -> list[dict]:
-        """The tuning grid for N training pairs and input dims d_A, d_B; its first point equals the
+        """The tuning grid for N training pairs and input dims d_A, d_B; its first point is the
         method's defaults, so ``grid(...)[:1]`` is "no tuning"."""
 
     @abstractmethod
-    def fit(self, pairs: Pairs, unpaired: Unpaired,
-            validate: Optional[Callable[[Alignment], float]] = None,
+    def fit(self, pairs: Pairs, unpaired: Unpaired, validate: Validate = None,
             progress: Optional[Callable[[dict], None]] = None,
-            should_stop: Optional[Callable[[], bool]] = None) -> Alignment: ...
+            should_stop: Optional[Callable[[], bool]] = None) -> Alignment:
+        """The fitted alignment; trained methods leave their history on it."""
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in self.params.items())})"
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
 
 def _standardizers(pairs: Pairs, unpaired: Unpaired) -> tuple[Standardizer, Standardizer]:
@@ -83,33 +122,59 @@ def _standardizers(pairs: Pairs, unpaired: Unpaired) -> tuple[Standardizer, Stan
             Standardizer.fit(np.concatenate([pairs.b, unpaired.b])))
 
 
+_TRAIN_OPTIONS = [f.name for f in fields(TrainConfig)]
+
+
 class GeRA(Method):
     """Contrastive alignment + α · geometric regularisation on paired ∪ unpaired points.
 
-    ``params`` override fields of ``TrainConfig`` (alpha, k, kernel, lr, ...); ``base`` gives
-    the rest. The grid varies α, the geometric weight, over one decade either side of 1.
+    ``config`` holds every training option (``TrainConfig``: α, K, kernel, lr, steps …); any of
+    them may also be given as a keyword, which overrides it. ``seed`` seeds the heads and the
+    sampling. The grid varies α, the geometric weight, over one decade either side of 1.
     """
 
-    name = "gera"
-    trained = True
+    name, label, trained, featured = "gera", "GeRA", True, True
     GRID_KEY, GRID = "alpha", (1.0, 10.0, 0.1)
 
-    def __init__(self, base: Optional[TrainConfig] = None, **params):
-        super().__init__(**params)
-        known = {f.name for f in fields(TrainConfig)}
-        unknown = set(params) - known
+    def __init__(self, config: Optional[TrainConfig] = None, seed: int = 0, **options):
+        self.config = replace(config or TrainConfig(), **self._checked(options))
+        self.seed = int(seed)
+
+    @classmethod
+    def _checked(cls, options: dict) -> dict:
+        unknown = sorted(set(options) - set(_TRAIN_OPTIONS))
         if unknown:
-            raise GeraError(f"Unknown training option(s) {sorted(unknown)}; known: {sorted(known)}.")
-        self.config = replace(base or TrainConfig(), **params)
+            raise GeraError(f"Unknown training option(s) {unknown}; known: {sorted(_TRAIN_OPTIONS)}.")
+        return options
+
+    @classmethod
+    def _extra_param_names(cls) -> list[str]:
+        return _TRAIN_OPTIONS
+
+    @classmethod
+    def from_settings(cls, train, seed, **params):
+        return cls.create(config=train, seed=seed, **params)
 
     @classmethod
     def grid(cls, n_pairs, dim_a, dim_b):
         return [{cls.GRID_KEY: v} for v in cls.GRID]
 
+    def objective(self):
+        from gera.objectives import ContrastiveObjective, GeometricObjective
+
+        if self.config.alpha == 0:  # exactly contrastive-only: no graphs, no anchors
+            return ContrastiveObjective(self.config.batch_size)
+        return GeometricObjective.from_config(self.config)
+
     def fit(self, pairs, unpaired, validate=None, progress=None, should_stop=None):
-        self.result = train(pairs.a, pairs.b, unpaired.a, unpaired.b, self.config, validate,
-                            progress, should_stop, method=self.name)
-        return self.result.alignment
+        from gera.train import train  # lazy: keeps torch out of the CLI's start-up
+
+        result = train(pairs.a, pairs.b, unpaired.a, unpaired.b, self.objective(), self.config,
+                       self.seed, validate, progress, should_stop, method=self.name)
+        alignment = result.alignment
+        alignment.history, alignment.best_step = result.history, result.best_step
+        alignment.steps_run = result.steps_run
+        return alignment
 
 
 class Contrastive(GeRA):
@@ -118,21 +183,28 @@ class Contrastive(GeRA):
     Its grid varies the regulariser it does have, weight decay, over the same number of points.
     """
 
-    name = "contrastive"
+    name, label, featured, twin_of = "contrastive", "contrastive-only", False, "gera"
     GRID_KEY, GRID = "weight_decay", (0.0, 0.1, 1.0)
 
-    def __init__(self, base: Optional[TrainConfig] = None, **params):
-        super().__init__(base, **{**params, "alpha": 0.0})
+    def __init__(self, config: Optional[TrainConfig] = None, seed: int = 0, **options):
+        if options.get("alpha", 0.0) != 0.0:
+            raise GeraError("Contrastive-only has no geometric term: alpha is always 0.")
+        super().__init__(config, seed, **{**options, "alpha": 0.0})
 
 
 class Procrustes(Method):
     """Centre and L2-normalise both sides, PCA each to a common d, orthogonal R from the pairs.
 
-    ``dim``: the common dimension, capped at min(d_A, d_B, N). PCA is fitted on each modality's
-    whole pool (pairs ∪ unpaired), which is data every method is given.
+    ``dim`` (default None = the cap): the common dimension, capped at min(d_A, d_B, N). PCA is
+    fitted on each modality's whole pool (pairs ∪ unpaired), which is data every method is given.
     """
 
-    name = "procrustes"
+    name, label = "procrustes", "Procrustes"
+
+    def __init__(self, dim: Optional[int] = None, seed: int = 0):
+        if dim is not None and int(dim) < 1:
+            raise GeraError(f"Procrustes: dim must be at least 1 (got {dim}).")
+        self.dim, self.seed = dim, seed
 
     @classmethod
     def grid(cls, n_pairs, dim_a, dim_b):
@@ -143,8 +215,8 @@ class Procrustes(Method):
         std_a, std_b = _standardizers(pairs, unpaired)
         pool_a = std_a(np.concatenate([pairs.a, unpaired.a]))
         pool_b = std_b(np.concatenate([pairs.b, unpaired.b]))
-        dim = int(min(self.params.get("dim", len(pairs)), pairs.a.shape[1], pairs.b.shape[1],
-                      len(pairs), len(pool_a), len(pool_b)))  # default: the cap
+        cap = min(pairs.a.shape[1], pairs.b.shape[1], len(pairs), len(pool_a), len(pool_b))
+        dim = int(min(self.dim or cap, cap))
         offset_a, pca_a = _pca(pool_a, dim)
         offset_b, pca_b = _pca(pool_b, dim)
         xa = (std_a(pairs.a) - offset_a) @ pca_a
@@ -164,21 +236,29 @@ def _pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class ASIF(Method):
-    """Training-free relative representations (Norelli et al. 2022): top-k similarities to the
-    paired anchors, raised to the power p. Defaults k = min(800, N), p = 8; the grid varies both."""
+    """Training-free relative representations (Norelli et al. 2022): top-``k`` similarities to
+    the paired anchors, raised to the power ``p``. ``k`` (default None = min(800, N)); the grid
+    varies both."""
 
-    name = "asif"
+    name, label = "asif", "ASIF"
+    K_CAP = 800
+
+    def __init__(self, k: Optional[int] = None, p: float = 8.0, seed: int = 0):
+        if k is not None and int(k) < 1:
+            raise GeraError(f"ASIF: k must be at least 1 (got {k}).")
+        if float(p) <= 0:
+            raise GeraError(f"ASIF: the power p must be positive (got {p}).")
+        self.k, self.p, self.seed = k, p, seed
 
     @classmethod
     def grid(cls, n_pairs, dim_a, dim_b):
-        k = min(800, n_pairs)
+        k = min(cls.K_CAP, n_pairs)
         return [{"k": k, "p": 8}, {"k": k, "p": 4}, {"k": max(1, k // 4), "p": 8}]
 
     def fit(self, pairs, unpaired, validate=None, progress=None, should_stop=None):
         std_a, std_b = _standardizers(pairs, unpaired)
         return RelativeAlignment(std_a, std_b, std_a(pairs.a), std_b(pairs.b),
-                                 self.params.get("k", min(800, len(pairs))),
-                                 self.params.get("p", 8.0), self.name)
+                                 self.k or min(self.K_CAP, len(pairs)), self.p, self.name)
 
 
 class CCA(Method):
@@ -186,10 +266,15 @@ class CCA(Method):
 
     Each side is reduced by PCA (fitted on its pool) to at most N−1 dimensions first, so the
     covariances are well posed; ``reg`` adds reg·(mean variance)·I to each; ``dim`` canonical
-    directions (default min(N−1, 128)) are kept. The grid varies ``reg``.
+    directions (capped at N−1) are kept. The grid varies ``reg``.
     """
 
-    name = "cca"
+    name, label = "cca", "CCA"
+
+    def __init__(self, reg: float = 0.1, dim: int = 128, seed: int = 0):
+        if float(reg) < 0 or int(dim) < 1:
+            raise GeraError(f"CCA: reg must be ≥ 0 and dim ≥ 1 (got reg={reg}, dim={dim}).")
+        self.reg, self.dim, self.seed = reg, dim, seed
 
     @classmethod
     def grid(cls, n_pairs, dim_a, dim_b):
@@ -212,11 +297,10 @@ class CCA(Method):
         mean_a, mean_b = xa.mean(0), xb.mean(0)
         xa, xb = xa - mean_a, xb - mean_b
         offset_a, offset_b = offset_a + mean_a @ pca_a.T, offset_b + mean_b @ pca_b.T
-        reg = float(self.params.get("reg", 0.1))
-        whiten_a = _inv_sqrt(xa.T @ xa / n, reg)
-        whiten_b = _inv_sqrt(xb.T @ xb / n, reg)
+        whiten_a = _inv_sqrt(xa.T @ xa / n, float(self.reg))
+        whiten_b = _inv_sqrt(xb.T @ xb / n, float(self.reg))
         u, _, vt = np.linalg.svd(whiten_a @ (xa.T @ xb / n) @ whiten_b)
-        dim = min(int(self.params.get("dim", 128)), reduce_to)
+        dim = min(int(self.dim), reduce_to)
         proj_a = pca_a @ whiten_a @ u[:, :dim]
         proj_b = pca_b @ whiten_b @ vt.T[:, :dim]
         return LinearAlignment(std_a, std_b, offset_a, offset_b, proj_a, proj_b, self.name)
@@ -228,7 +312,7 @@ def _inv_sqrt(cov: np.ndarray, reg: float) -> np.ndarray:
     return (vecs / np.sqrt(np.maximum(vals, 1e-12))) @ vecs.T
 
 
-METHODS = tuple(Method.registry)  # ("gera", "contrastive", "procrustes", "asif", "cca")
+METHODS = tuple(Method.registry)  # registration order: the order tables and the app list them
 
 
 def method_class(name: str) -> type[Method]:
@@ -238,4 +322,18 @@ def method_class(name: str) -> type[Method]:
 
 
 def get_method(name: str, **params) -> Method:
-    return method_class(name)(**params)
+    return method_class(name).create(**params)
+
+
+def featured() -> str:
+    """The method this studio features: paired differences are taken against it."""
+    return next(name for name, cls in Method.registry.items() if cls.featured)
+
+
+def featured_twin() -> str:
+    """The featured method with its extra term switched off (GeRA at α = 0)."""
+    return next(name for name, cls in Method.registry.items() if cls.twin_of == featured())
+
+
+def label(name: str) -> str:
+    return method_class(name).label

@@ -19,10 +19,12 @@ from gera.encoders import list_encoders
 from gera.encoders.speech import SAMPLE_RATE
 from gera.ui import AppConfig
 from gera.ui.config import EXAMPLE_FOLDER, REPO_ROOT
+from gera.ui.form import FORM_FIELDS
 from gera.ui.jobs import THREAD_NAME
 
 # gradio's own use of pandas warns on every table it sends; nothing to do with the app
-pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
+pytestmark = [pytest.mark.slow,  # a launched server
+              pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated.*")]
 K = 5
 TINY_JOB = dict(pair="image", task=f"folder:{EXAMPLE_FOLDER}", upload=None, folder="",
@@ -44,7 +46,7 @@ def client(url):
 
 
 def train(client, **changes):
-    return client.predict(*{**TINY_JOB, **changes}.values(), api_name="/train")
+    return client.predict(**{**TINY_JOB, **changes}, api_name="/train")
 
 
 def test_tiny_training_job_returns_a_table_and_plots(client):
@@ -90,7 +92,8 @@ def test_an_uploaded_zip_of_pairs_trains(client, tmp_path):
 
 
 def test_text_query_returns_k_images_for_gera_and_the_baseline(client):
-    gera, baseline = client.predict("shipped:emoji", "asif", "a large cat face in the centre", K,
+    gera, baseline = client.predict(model="shipped:emoji", baseline="asif",
+                                    text="a large cat face in the centre", k=K,
                                     api_name="/text_to_images")
     assert len(gera) == len(baseline) == K
     scores = [float(item["caption"].split(" · ")[0]) for item in gera]
@@ -99,29 +102,33 @@ def test_text_query_returns_k_images_for_gera_and_the_baseline(client):
 
 def test_each_user_keeps_their_own_session(url, client):
     train(client)
-    own = client.predict("session", "contrastive", "a red circle", 3, api_name="/text_to_images")
+    own = client.predict(model="session", baseline="contrastive", text="a red circle", k=3,
+                         api_name="/text_to_images")
     assert len(own[0]) == 3
     stranger = Client(url, verbose=False)  # a second browser: its selectors offer no run
     with pytest.raises(AppError, match="session is not in the list of choices"):
-        stranger.predict("session", "contrastive", "a red circle", 3, api_name="/text_to_images")
+        stranger.predict(model="session", baseline="contrastive", text="a red circle", k=3,
+                         api_name="/text_to_images")
 
 
 def test_image_query_returns_k_captions_and_refuses_a_non_image(client, tmp_path):
     image = EXAMPLE_FOLDER / "images" / "large-blue-circle.png"
-    _, gera, baseline = client.predict("shipped:emoji", "procrustes", handle_file(str(image)), K,
+    _, gera, baseline = client.predict(model="shipped:emoji", baseline="procrustes",
+                                       image=handle_file(str(image)), k=K,
                                        api_name="/image_to_captions")
     assert len(gera["data"]) == len(baseline["data"]) == K
     fake = tmp_path / "not-an-image.png"
     fake.write_text("hello")
     with pytest.raises(AppError, match="not an image"):
-        client.predict("shipped:emoji", "asif", handle_file(str(fake)), K,
-                       api_name="/image_to_captions")
+        client.predict(model="shipped:emoji", baseline="asif", image=handle_file(str(fake)),
+                       k=K, api_name="/image_to_captions")
 
 
 @pytest.mark.skipif(not HAS_SPEECH, reason="no speech encoder, recordings or speech checkpoints")
 def test_speech_query_returns_k_transcripts_and_refuses_bad_audio(client, tmp_path):
     clip = sorted((SOUNDS_DIR / "digits").glob("*.wav"))[0]
-    gera, baseline = client.predict("shipped:spoken-words", "asif", handle_file(str(clip)), K,
+    gera, baseline = client.predict(model="shipped:spoken-words", baseline="asif",
+                                    audio=handle_file(str(clip)), k=K,
                                     api_name="/speech_to_transcripts")
     assert len(gera["data"]) == len(baseline["data"]) == K
     silent, long, corrupt = tmp_path / "silent.wav", tmp_path / "long.wav", tmp_path / "bad.wav"
@@ -130,13 +137,14 @@ def test_speech_query_returns_k_transcripts_and_refuses_bad_audio(client, tmp_pa
     corrupt.write_bytes(b"RIFF\x00\x00not really a wave file")
     for path, problem in ((silent, "silent"), (long, "over the 30 s limit"), (corrupt, "corrupt")):
         with pytest.raises(AppError, match=problem):
-            client.predict("shipped:spoken-words", "asif", handle_file(str(path)), K,
-                           api_name="/speech_to_transcripts")
+            client.predict(model="shipped:spoken-words", baseline="asif",
+                           audio=handle_file(str(path)), k=K, api_name="/speech_to_transcripts")
 
 
 def test_bad_input_gives_a_visible_error_and_the_app_keeps_serving(client, tmp_path):
     with pytest.raises(AppError, match="Type a description"):
-        client.predict("shipped:emoji", "asif", "   ", K, api_name="/text_to_images")
+        client.predict(model="shipped:emoji", baseline="asif", text="   ", k=K,
+                       api_name="/text_to_images")
     with pytest.raises(AppError, match="beyond the data"):
         train(client, budgets=["10000"])
     with pytest.raises(AppError, match="at least one method"):
@@ -160,5 +168,37 @@ def test_bad_input_gives_a_visible_error_and_the_app_keeps_serving(client, tmp_p
         zf.writestr("../captions.csv", "image,caption\n")
     with pytest.raises(AppError, match="outside its own folder"):
         train(client, task="upload", upload=handle_file(str(escaping)))
-    gera, _ = client.predict("shipped:emoji", "asif", "a pizza", K, api_name="/text_to_images")
+    gera, _ = client.predict(model="shipped:emoji", baseline="asif", text="a pizza", k=K,
+                             api_name="/text_to_images")
     assert len(gera) == K
+
+
+def test_every_endpoint_names_its_parameters(client):
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    names = {endpoint: [p["parameter_name"] for p in api[endpoint]["parameters"]]
+             for endpoint in ("/train", "/text_to_images", "/image_to_captions",
+                              "/speech_to_transcripts", "/neighbourhoods")}
+    assert names["/train"] == list(FORM_FIELDS)
+    assert names["/text_to_images"] == ["model", "baseline", "text", "k"]
+    assert names["/image_to_captions"] == ["model", "baseline", "image", "k"]
+    assert names["/speech_to_transcripts"] == ["model", "baseline", "audio", "k"]
+    assert names["/neighbourhoods"] == ["model", "method", "modality", "points", "k", "colour_by"]
+    assert not any(name.startswith("param_") for params in names.values() for name in params)
+
+
+def test_the_api_accepts_every_task_the_page_offers_and_no_other(client):
+    # speech tasks are offered once the page switches to speech ↔ text; the API takes them too
+    with pytest.raises(AppError, match="beyond the data"):
+        train(client, pair="speech", task="spoken-words", encoder_a="speech_embedding",
+              budgets=["10000"])
+    with pytest.raises(AppError, match="Unknown task"):
+        train(client, task="folder:/etc")
+
+
+def test_the_readme_api_example_runs(url):
+    """The README's gradio_client example, verbatim, against this server."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    example = readme.split("<!-- api-example -->")[1].split("```python")[1].split("```")[0]
+    namespace = {}
+    exec(example.replace("http://127.0.0.1:7860/", url), namespace)  # noqa: S102 - our README
+    assert len(namespace["ours"]) == 3

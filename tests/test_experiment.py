@@ -6,23 +6,20 @@ import pytest
 
 from gera.cache import EmbeddingCache
 from gera.cli import main
-from gera.experiment import CompareSettings, compare, to_json
-from gera.methods import METHODS
-from gera.train import TrainConfig
+from gera.experiment import compare
+from gera.methods import METHODS, featured, method_class
+from gera.results import CompareResult
+from gera.settings import CompareSettings, TrainConfig
 
 SMALL_FASHION = ["--task", "fashion-mnist", "--task-option", "n_test=200", "--unpaired-a", "300",
                  "--budget", "30", "--seeds", "2", "--grid-size", "1", "--max-steps", "40"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    # One cache for the module: later tests reuse what the first embedded, as users do.
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GERA_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
+
+
+@pytest.mark.slow
 def test_compare_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "result.json"
     assert main(["compare", *SMALL_FASHION, "--json", str(out)]) == 0
@@ -39,6 +36,7 @@ def test_compare_cli_end_to_end(tmp_path, capsys):
         for key in ("zero_shot_top5", "knn_jaccard_a", "knn_jaccard_b", "trustworthiness_a",
                     "trustworthiness_b"):
             assert key in rec["metrics"]
+    assert result["reference"] == featured() == "gera"
     gera = np.array(result["methods"]["gera"]["metrics"]["zero_shot_top1"]["values"])
     for name in METHODS[1:]:
         other = np.array(result["methods"][name]["metrics"]["zero_shot_top1"]["values"])
@@ -47,25 +45,31 @@ def test_compare_cli_end_to_end(tmp_path, capsys):
     assert 0.3 < result["ceiling"]["linear_probe_top1"] <= 1.0
     # saved results print again, and a list of them (a sweep) as metric × budget tables
     assert main(["report", str(out)]) == 0
+    assert CompareResult.from_json(result).to_json() == result  # the JSON round-trips exactly
     (tmp_path / "sweep.json").write_text(json.dumps([result, {**result, "budget": 60}]))
     assert main(["report", str(tmp_path / "sweep.json"), "--metrics", "zero_shot_top1"]) == 0
     sweep_table = capsys.readouterr().out
     assert "zero_shot_top1 — fashion-mnist" in sweep_table and "\n60 " in sweep_table
 
 
+@pytest.mark.slow
 def test_compare_emoji_reports_retrieval_and_held_out_zero_shot():
     settings = CompareSettings(task="emoji", task_options={"n_test_pairs": 100}, budget=30,
                                seeds=(0,), methods=("gera", "asif"), unpaired_a=150,
                                unpaired_b=300, grid_size=1, train=TrainConfig(max_steps=30))
-    result = to_json(compare(settings))
-    metrics = result["methods"]["gera"]["metrics"]
+    result = compare(settings)
+    metrics = result.methods["gera"].metrics
     for key in ("recall@1_a2b", "recall@10_b2a", "zero_shot_top1", "knn_jaccard_b"):
         assert key in metrics
-    assert result["config"]["validation"] == "retrieval"
+    assert result.config["validation"] == "retrieval"
     # 100 candidates: chance R@10 is 0.10
-    assert metrics["recall@10_a2b"]["mean"] > 0.1
+    assert metrics["recall@10_a2b"].mean > 0.1
+    # the first seed's fitted alignments ride along, with the trained one's history on it
+    assert set(result.alignments) == {"gera", "asif"}
+    assert result.alignments["gera"].history and not result.alignments["asif"].history
 
 
+@pytest.mark.slow
 def test_second_compare_embeds_nothing(monkeypatch):
     from gera.encoders import get_encoder
 
@@ -79,7 +83,7 @@ def test_second_compare_embeds_nothing(monkeypatch):
     for name, modality in (("mobilenet_v2", "image"), ("minilm", "text")):
         monkeypatch.setattr(get_encoder(name, modality), "embed", no_more_embedding)
     result = compare(settings)
-    assert result["methods"]["procrustes"]["metrics"]["zero_shot_top1"]["mean"] > 0.2
+    assert result.methods["procrustes"].metrics["zero_shot_top1"].mean > 0.2
 
 
 @pytest.mark.parametrize("args, message", [
@@ -95,6 +99,7 @@ def test_cli_bad_input_is_one_clear_message(args, message, capsys):
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_train_command_writes_loadable_checkpoints(tmp_path):
     from gera.checkpoint import load_alignment
 
@@ -105,17 +110,45 @@ def test_train_command_writes_loadable_checkpoints(tmp_path):
     assert (tmp_path / "fashion-mnist-asif.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_a_tiny_budget_runs_every_method_without_tuning():
     # Budget 4: 3 training pairs, 1 validation pair — too few to tune or stop early on.
     settings = CompareSettings(task="fashion-mnist", task_options={"n_test": 200}, budget=4,
                                seeds=(0, 0, 1), unpaired_a=300, train=TrainConfig(max_steps=20))
-    result = to_json(compare(settings))
-    assert result["config"]["seeds"] == [0, 1]  # a repeated seed is run once
-    assert result["config"]["validation"].startswith("none")
-    for name, rec in result["methods"].items():
-        assert rec["chosen"] == [method_grid_first(name, result)] * 2
-        assert 0.0 <= rec["metrics"]["zero_shot_top1"]["mean"] <= 1.0
+    result = compare(settings)
+    assert result.seeds == [0, 1]  # a repeated seed is run once
+    assert result.config["validation"].startswith("none")
+    for name, rec in result.methods.items():
+        assert rec.chosen == [result.config["grids"][name][0]] * 2
+        assert len(rec.metrics["zero_shot_top1"].values) == 2
+        if method_class(name).trained:  # nothing to stop on: every step runs, the last is kept
+            assert rec.best_step == [20, 20]
 
 
-def method_grid_first(name, result):
-    return result["config"]["grids"][name][0]
+@pytest.mark.slow
+def test_ablate_varies_one_setting_against_the_twin(tmp_path, capsys):
+    out = tmp_path / "ablation.json"
+    assert main(["ablate", *SMALL_FASHION, "--param", "alpha", "--values", "0,5",
+                 "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "alpha" in table and "Δ vs contrastive" in table
+    ablation = json.loads(out.read_text())
+    assert [run["value"] for run in ablation["runs"]] == [0, 5]
+    zero, five = ablation["runs"]
+    assert set(zero["methods"]) == {"gera", "contrastive"} and zero["config"]["grid_size"] == 0
+    # α = 0 is exactly contrastive-only: the same pairs, batches and heads give the same model
+    assert zero["paired_differences"]["contrastive"]["zero_shot_top1"]["values"] == [0.0, 0.0]
+    assert five["config"]["train"]["alpha"] == 5
+    assert five["methods"]["gera"]["metrics"] != zero["methods"]["gera"]["metrics"]
+    assert main(["report", str(out)]) == 0
+
+
+@pytest.mark.slow
+def test_sweep_writes_one_result_per_budget(tmp_path, capsys):
+    out = tmp_path / "sweep.json"
+    args = [a for a in SMALL_FASHION if a not in ("--budget", "30")]
+    assert main(["sweep", *args, "--budgets", "10,20", "--methods", "gera,procrustes",
+                 "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert [r["budget"] for r in results] == [10, 20]
+    assert all(set(r["methods"]) == {"gera", "procrustes"} for r in results)

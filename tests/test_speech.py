@@ -15,19 +15,15 @@ from gera.encoders import speech
 from gera.encoders.speech import SAMPLE_RATE, load_audio
 from gera.encoders.throughput import measure_throughput
 from gera.errors import GeraError
-from gera.experiment import CompareSettings, compare, to_json
-from gera.train import TrainConfig
+from gera.experiment import compare
+from gera.settings import CompareSettings, TrainConfig
 
 WORDS = ["seven", "bravo", "yellow", "monday", "hotel"]
 VOICES = ["espeak-ng:en-gb+f3:s150:p55", "flite:slt", "piper:en_US-joe-medium:l1.0"]
 
+pytestmark = pytest.mark.usefixtures("private_cache")
 
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GERA_CACHE_DIR", str(tmp_path_factory.mktemp("gera") / "cache"))
-    yield
-    mp.undo()
+
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +82,7 @@ def test_bad_audio_is_one_clear_message(tmp_path):
 
 # --- encoders -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, dim", [("speech_embedding", 96), ("whisper_base", 512)])
 def test_bundled_encoder_hears_words_not_voices(name, dim, word_clips):
     assert name in list_encoders("speech")
@@ -242,16 +239,19 @@ def test_speech_folder(tmp_path, word_clips):
 
 # --- end to end ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_compare_on_real_recordings(tmp_path):
     settings = CompareSettings(
         task="spoken-words", task_options={"speech_dir": str(tmp_path), "test_set": "words"},
         budget=30, seeds=(0,), methods=("gera", "contrastive", "asif"),
         encoder_a="speech_embedding", unpaired_a=30, unpaired_b=60, grid_size=1,
         train=TrainConfig(max_steps=30, eval_every=5))
-    result = to_json(compare(settings))
-    assert result["config"]["encoder_a"] == "speech_embedding"
-    assert result["config"]["split"]["n_test_pairs"] > 100
+    result = compare(settings)
+    assert result.config["encoder_a"] == "speech_embedding"
+    assert result.config["split"]["n_test_pairs"] > 100
+    # Trained on 24 synthetic pairs, tested on real human voices: above chance, no more.
+    chance_r10 = 10 / result.config["split"]["n_test_transcripts"]
     for method in settings.methods:
-        metrics = result["methods"][method]["metrics"]
-        for key in ("recall@1_a2b", "recall@10_a2b", "recall@10_b2a", "zero_shot_top1"):
-            assert 0.0 <= metrics[key]["mean"] <= 1.0
+        metrics = result.methods[method].metrics
+        assert metrics["recall@10_a2b"].mean > 1.5 * chance_r10, method
+        assert metrics["recall@1_a2b"].mean <= metrics["recall@10_a2b"].mean

@@ -62,7 +62,6 @@ class Task(ABC):
     """
 
     name: str
-    description: str = ""
     a: ItemSet
     b: ItemSet
     labels_a: Optional[np.ndarray] = None
@@ -76,6 +75,23 @@ class Task(ABC):
     def max_budget(self) -> int:
         """The largest paired budget this task can serve."""
 
+    @abstractmethod
     def split(self, budget: int, seed: int, unpaired_a: Optional[int] = None,
               unpaired_b: Optional[int] = None, val_fraction: float = 0.2) -> Split:
         """A seeded split. Raises ``GeraError`` if ``budget`` exceeds ``max_budget()``."""
+
+    def describe(self, side: str, indices: Sequence[int]) -> list[str]:
+        """A short text per item, for hovers and galleries: the text itself on the B side; what
+        an A item shows where the task knows (its class here; tasks that know more say more)."""
+        indices = [int(i) for i in indices]
+        if side == "b":
+            return [str(t) for t in self.b.load(indices)]
+        if self.labels_a is not None and self.class_names is not None:
+            return [self.class_names[self.labels_a[i]] for i in indices]
+        return [f"item {i}" for i in indices]
+
+    def classes(self, side: str, indices: Sequence[int]) -> Optional[list[str]]:
+        """A class per item to colour plots by, or None when the task has no natural one."""
+        if side == "a" and self.labels_a is not None and self.class_names is not None:
+            return [self.class_names[self.labels_a[int(i)]] for i in indices]
+        return None

@@ -159,9 +159,6 @@ class Emoji(Task):
     """
 
     name = "emoji"
-    description = ("Emoji scenes ↔ instance-level captions (1–3 emoji, sizes, positions, "
-                   "backgrounds). Retrieval on seen names; zero-shot on held-out names that only "
-                   "the unpaired pools show.")
     val_metric = "retrieval"
     default_unpaired_a = 3000
     default_unpaired_b = 6000
@@ -244,6 +241,14 @@ class Emoji(Task):
 
     def _load_captions(self, indices: Sequence[int]) -> list:
         return [self.captions[i] for i in indices]
+
+    def describe(self, side, indices):
+        if side == "b":
+            return super().describe(side, indices)
+        return [self.captions[int(i)] for i in indices]  # image i and caption i: the same scene
+
+    def classes(self, side, indices):
+        return [f"{self.specs[int(i)].background} background" for i in indices]  # spec i, both sides
 
     def max_budget(self) -> int:
         return len(self.candidates)

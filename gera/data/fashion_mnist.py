@@ -80,8 +80,6 @@ class FashionMNIST(Task):
     """
 
     name = "fashion-mnist"
-    description = ("Fashion-MNIST: 70k clothing images ↔ class-template captions (10 classes). "
-                   "Zero-shot classification; the text side is small and class-level.")
     val_metric = "zero_shot"
     default_unpaired_a = 5000
 
@@ -105,6 +103,11 @@ class FashionMNIST(Task):
 
     def _load_captions(self, indices: Sequence[int]) -> list:
         return [self.captions[i] for i in indices]
+
+    def classes(self, side, indices):
+        if side == "a":
+            return super().classes(side, indices)
+        return [self.class_names[int(i) // len(self.templates)] for i in indices]  # c·T + t
 
     def max_budget(self) -> int:
         return N_TRAIN

@@ -244,7 +244,6 @@ class FolderTask(Task):
         rows = validate(root, layout)
         self.root, self.layout = root, layout
         self.name = f"folder:{root}"
-        self.description = f"Your pairs from {root / layout.csv_name}."
         self.templates = list(layout.templates if templates is None else templates)
         self.image_paths = rows.image_paths
         self.captions = rows.captions
@@ -275,6 +274,13 @@ class FolderTask(Task):
 
     def _load_captions(self, indices: Sequence[int]) -> list:
         return [self.captions[i] for i in indices]
+
+    def describe(self, side, indices):
+        if side == "b":
+            return super().describe(side, indices)
+        # an item's first caption (rows are sorted by item)
+        first = dict(zip(self.pairs[::-1, 0].tolist(), self.pairs[::-1, 1].tolist()))
+        return [self.captions[first[int(i)]] for i in indices]
 
     def max_budget(self) -> int:
         return len(self.pairs) - len(self.test_pairs)

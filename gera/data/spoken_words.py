@@ -407,8 +407,6 @@ class SpokenWords(Task):
     """
 
     name = "spoken-words"
-    description = ("Spoken words: synthetic speech (espeak-ng, flite, piper voices) ↔ its text "
-                   "for training; tested on real human recordings (Asterisk prompts, 8 kHz).")
     val_metric = "retrieval"
     default_unpaired_a = 1000
     default_unpaired_b = 5000
@@ -473,6 +471,29 @@ class SpokenWords(Task):
     def clip_index(self, entry: int, voice: int) -> int:
         """A index of vocabulary entry ``entry`` spoken by voice ``voice``."""
         return entry * len(self.voices) + voice
+
+    def _recording_row(self, index: int) -> Optional[int]:
+        """The real recording behind A item ``index``, or None for a synthetic clip (the
+        synthetic grid of every text × voice comes first)."""
+        row = int(index) - len(self.entries) * len(self.voices)
+        return row if row >= 0 else None
+
+    def describe(self, side, indices):
+        if side == "b":
+            return super().describe(side, indices)
+        out = []
+        for i in indices:
+            row = self._recording_row(i)
+            out.append(f"real: “{self.recordings[row].transcript}”" if row is not None
+                       else f"synthetic: “{self.entries[int(i) // len(self.voices)].text}”")
+        return out
+
+    def classes(self, side, indices):
+        if side == "b":
+            return None
+        rows = [self._recording_row(i) for i in indices]
+        return [self.recordings[r].group or "other" if r is not None else "synthetic"
+                for r in rows]
 
     def max_budget(self) -> int:
         return len(self.entries)

@@ -23,7 +23,8 @@ import torch
 
 from gera.encoders import image, openclip, speech, text
 from gera.encoders.base import Encoder
-from gera.encoders.batched import BatchedEncoder, resolve_device
+from gera.device import resolve_device
+from gera.encoders.batched import BatchedEncoder
 from gera.encoders.hub import hf_access
 from gera.errors import GeraError
 

@@ -11,31 +11,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from gera.device import resolve_device
 from gera.encoders.base import Encoder, Progress
 from gera.errors import GeraError
 
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` → cuda if available, else mps, else cpu; any other value is checked and kept."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise GeraError(f"Unknown device {device!r}. Use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.") from None
-    available = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available(),
-        "mps": torch.backends.mps.is_available(),
-    }.get(resolved.type, False)
-    if not available:
-        raise GeraError(f"Device {device!r} is not available on this machine. Use device='auto' "
-                        "(picks the best one present) or 'cpu'.")
-    return resolved
 
 
 class BatchedEncoder(Encoder):

@@ -4,8 +4,9 @@ The library never imports this package (nor gradio). ``build_app()`` returns the
 ``app.py`` at the repository root launches it (``launch_kwargs()`` carries theme, css and js,
 which Gradio 6 takes at launch).
 """
-from gera.ui.config import AppConfig, TrainDefaults, server_name
+from gera.ui.config import AppConfig, server_name
+from gera.ui.form import TrainForm
 from gera.ui.layout import build_app
 from gera.ui.theme import launch_kwargs
 
-__all__ = ["AppConfig", "TrainDefaults", "build_app", "launch_kwargs", "server_name"]
+__all__ = ["AppConfig", "TrainForm", "build_app", "launch_kwargs", "server_name"]

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from gera.cli import TABLE_METRICS
+from gera.report import TABLE_METRICS
 from gera.ui.config import REPO_ROOT
 from gera.ui.models import ShippedGroup
 

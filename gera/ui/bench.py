@@ -22,6 +22,7 @@ from dataclasses import asdict
 
 import numpy as np
 
+from gera.methods import featured, featured_twin
 from gera.ui.config import REPO_ROOT, AppConfig
 from gera.ui.device import device_label
 
@@ -61,11 +62,11 @@ def query_latency_in_process(gallery_limit: int) -> dict:
     t0 = time.perf_counter()
     models = ShippedModels(AppConfig().checkpoints, gallery_limit).get("shipped:emoji")
     build_s = time.perf_counter() - t0
-    retrieval.text_to_images(models, "gera", "warm-up", 8)
+    retrieval.text_to_images(models, featured(), "warm-up", 8)
     times = []
     for query in QUERIES * 3:
         t = time.perf_counter()
-        retrieval.text_to_images(models, "gera", query, 8)
+        retrieval.text_to_images(models, featured(), query, 8)
         times.append(time.perf_counter() - t)
     return {"gallery_images": len(models.gallery_a.indices), "build_s": build_s,
             "median_ms": 1000 * statistics.median(times), "max_ms": 1000 * max(times)}
@@ -75,16 +76,19 @@ def wait_until_warm(client) -> float:
     """The server's start-up warm-up (galleries, encoders, numba) competes for the CPU: wait for
     it by asking for what needs all of it, a projection. Returns the seconds waited."""
     t = time.perf_counter()
-    client.predict("shipped:emoji", "gera", "a", 100, 10, "class", api_name="/neighbourhoods")
+    client.predict(model="shipped:emoji", method=featured(), modality="a", points=100, k=10,
+                   colour_by="class", api_name="/neighbourhoods")
     return time.perf_counter() - t
 
 
 def query_latency_http(client) -> dict:
-    client.predict("shipped:emoji", "contrastive", "warm-up", 8, api_name="/text_to_images")
+    client.predict(model="shipped:emoji", baseline=featured_twin(), text="warm-up", k=8,
+                   api_name="/text_to_images")
     times = []
     for query in QUERIES:
         t = time.perf_counter()
-        client.predict("shipped:emoji", "contrastive", query, 8, api_name="/text_to_images")
+        client.predict(model="shipped:emoji", baseline=featured_twin(), text=query, k=8,
+                       api_name="/text_to_images")
         times.append(time.perf_counter() - t)
     return {"median_ms": 1000 * statistics.median(times), "max_ms": 1000 * max(times)}
 
@@ -92,20 +96,16 @@ def query_latency_http(client) -> dict:
 def umap_3000() -> dict:
     """3,000 emoji images (held-out, then pool items of the shipped split), aligned by the
     shipped GeRA checkpoint, projected twice: the first call pays numba's start-up."""
-    from gera.cache import EmbeddingCache
     from gera.checkpoint import load_alignment
-    from gera.data import get_task
-    from gera.encoders import get_encoder
-    from gera.experiment import EmbeddedTask
+    from gera.embedded import EmbeddedTask
     from gera.ui.projection import umap_2d
 
     alignment, meta = load_alignment(AppConfig().checkpoints / "emoji-gera")
-    task = get_task("emoji")
+    data = EmbeddedTask.open("emoji", {}, meta["encoder_a"], meta["encoder_b"])
+    task = data.task
     split = task.split(meta["budget"], meta["seed"])
     items = np.unique(np.concatenate([split.test_pairs[:, 0], split.zero_shot.a_indices,
                                       split.unpaired_a]))[:3000]
-    data = EmbeddedTask(task, get_encoder(meta["encoder_a"], "image"),
-                        get_encoder(meta["encoder_b"], "text"), EmbeddingCache())
     data.ensure(items, np.zeros(0, np.int64))
     aligned = alignment.embed_a(data.a(items))
     out = {"points": len(items)}
@@ -118,14 +118,9 @@ def umap_3000() -> dict:
 
 def default_job_http(client) -> dict:
     d = AppConfig().defaults
-    form = {**asdict(d), "upload": None, "folder": "", "encoder_a": "", "encoder_b": "",
-            "budgets": [str(b) for b in d.budgets], "unpaired_a": "", "unpaired_b": "",
-            "methods": list(d.methods)}
-    order = ["pair", "task", "upload", "folder", "encoder_a", "encoder_b", "budgets",
-             "unpaired_a", "unpaired_b", "methods", "alpha", "k", "kernel", "max_steps", "seeds",
-             "grid_size", "task_options"]
+    form = {**asdict(d), "budgets": list(d.budgets), "methods": list(d.methods)}
     t = time.perf_counter()
-    status = client.predict(*[form[k] for k in order], api_name="/train")[0]
+    status = client.predict(**form, api_name="/train")[0]
     return {"wall_s": time.perf_counter() - t, "status": status,
             "job": f"{d.task}, N = {d.budgets}, {d.seeds} seed(s), grid {d.grid_size}, "
                    f"methods {', '.join(d.methods)}"}

@@ -9,6 +9,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from gera.methods import METHODS
+from gera.results import CompareResult, Stat
 
 # Above this many points a scatter is drawn with WebGL (Scattergl): SVG gets sluggish there.
 WEBGL_ABOVE = 1000
@@ -44,21 +45,21 @@ def training_curves(histories: Mapping[str, Sequence[dict]]) -> go.Figure:
     return fig
 
 
-def metrics_figure(results: Sequence[dict]) -> go.Figure:
+def metrics_figure(results: Sequence[CompareResult]) -> go.Figure:
     """One compare result: bars per metric and method (± std over seeds). Several (a sweep):
     the headline metric and neighbourhood preservation against the budget, log scale."""
     if len(results) == 1:
         return _bars(results[0])
-    first = results[0]["methods"][next(iter(results[0]["methods"]))]["metrics"]
+    first = next(iter(results[0].methods.values())).metrics
     headline = next(m for m in SUMMARY_METRICS if m in first)
     panels = [m for m in (headline, "knn_jaccard_a") if m in first]
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=panels)
     for col, metric in enumerate(panels, start=1):
-        for method in results[0]["methods"]:
-            stats = [r["methods"][method]["metrics"][metric] for r in results]
+        for method in results[0].methods:
+            stats = [r.methods[method].metrics[metric] for r in results]
             fig.add_trace(go.Scatter(
-                x=[r["budget"] for r in results], y=[100 * s["mean"] for s in stats],
-                error_y=dict(array=[100 * s["std"] for s in stats]), name=method,
+                x=[r.budget for r in results], y=[100 * s.mean for s in stats],
+                error_y=dict(array=[100 * s.std for s in stats]), name=method,
                 legendgroup=method, showlegend=col == 1, mode="lines+markers",
                 line=dict(color=METHOD_COLOURS.get(method))), row=1, col=col)
     fig.update_xaxes(type="log", title_text="paired budget N")
@@ -68,16 +69,17 @@ def metrics_figure(results: Sequence[dict]) -> go.Figure:
     return fig
 
 
-def _bars(result: dict) -> go.Figure:
-    methods = result["methods"]
-    present = [m for m in SUMMARY_METRICS if any(m in r["metrics"] for r in methods.values())]
+def _bars(result: CompareResult) -> go.Figure:
+    methods = result.methods
+    present = [m for m in SUMMARY_METRICS if any(m in r.metrics for r in methods.values())]
+    missing = Stat(np.nan, 0.0, [])
     fig = go.Figure()
     for method, rec in methods.items():
-        stats = [rec["metrics"].get(m, {"mean": np.nan, "std": 0.0}) for m in present]
-        fig.add_trace(go.Bar(x=present, y=[100 * s["mean"] for s in stats], name=method,
-                             error_y=dict(array=[100 * s["std"] for s in stats]),
+        stats = [rec.metrics.get(m, missing) for m in present]
+        fig.add_trace(go.Bar(x=present, y=[100 * s.mean for s in stats], name=method,
+                             error_y=dict(array=[100 * s.std for s in stats]),
                              marker_color=METHOD_COLOURS.get(method)))
-    fig.update_layout(title=f"Test metrics at N = {result['budget']} (mean ± std over seeds)",
+    fig.update_layout(title=f"Test metrics at N = {result.budget} (mean ± std over seeds)",
                       barmode="group", yaxis_title="%", height=380, xaxis_tickangle=-30,
                       **_LAYOUT)
     return fig

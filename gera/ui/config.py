@@ -1,4 +1,4 @@
-"""What the app starts with: where checkpoints and results live, gallery size, training defaults.
+"""What the app starts with: where checkpoints and results live, gallery size, the form's values.
 
 Everything here can be set from the environment, so a Space, ``make run`` and the tests launch the
 same ``build_app`` with different settings (tests use tiny galleries and a private cache).
@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from gera.methods import METHODS
+from gera.ui.form import TrainForm
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_FOLDER = REPO_ROOT / "assets" / "example-folder"
 
-# Budgets offered in the form: log-spaced from 10 to 10k, as the issue asks.
+# Budgets offered in the form: log-spaced from 10 to 10k.
 BUDGETS = (10, 30, 100, 300, 1000, 3000, 10000)
 
 
@@ -30,26 +30,6 @@ def server_name() -> str:
 
 
 @dataclass(frozen=True)
-class TrainDefaults:
-    """The training form's initial values: the default job is sized to finish in about a minute
-    on 2 CPU cores with a warm embedding cache (one seed, no tuning grid)."""
-
-    pair: str = "image"  # "image" (image ↔ text) | "speech" (speech ↔ text)
-    task: str = "emoji"
-    budgets: tuple[int, ...] = (100,)
-    unpaired_a: Optional[int] = None  # None = the task's default pool
-    unpaired_b: Optional[int] = None
-    methods: tuple[str, ...] = METHODS
-    alpha: float = 1.0
-    k: int = 10
-    kernel: str = "heat"
-    max_steps: int = 1000
-    seeds: int = 1
-    grid_size: int = 1
-    task_options: str = ""  # "KEY=VALUE, …" as the CLI's --task-option
-
-
-@dataclass(frozen=True)
 class AppConfig:
     checkpoints: Path = REPO_ROOT / "checkpoints"
     results: Path = REPO_ROOT / "results"
@@ -60,7 +40,7 @@ class AppConfig:
     train_concurrency: int = 1
     queue_size: int = 64
     allow_server_folders: bool = field(default_factory=lambda: not on_space())
-    defaults: TrainDefaults = field(default_factory=TrainDefaults)
+    defaults: TrainForm = field(default_factory=TrainForm)  # the training form's initial values
 
     @classmethod
     def from_env(cls, **overrides) -> "AppConfig":

@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from gera.train import resolve_device
+from gera.device import resolve_device
 
 try:  # On a ZeroGPU Space, CUDA exists only inside functions wrapped by spaces.GPU.
     import spaces

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 
 from gera.errors import GeraError
 
-Report = Callable[[dict], None]
+Report = Callable[[Any], None]
 THREAD_NAME = "gera-background-job"
 
 
@@ -55,10 +55,6 @@ class BackgroundJob:
 
     def stop(self) -> None:
         self._stop.set()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
 
     def batches(self, every_s: float = 0.5) -> Iterator[list[dict]]:
         """Every ``every_s`` seconds until the job ends: the events queued since the last batch."""

@@ -16,16 +16,13 @@ from typing import Callable, Mapping, Optional
 
 import numpy as np
 
-from gera.aligners import Alignment
-from gera.cache import EmbeddingCache
+from gera.alignments import Alignment
 from gera.checkpoint import load_alignment
 from gera.data import get_task
 from gera.data.base import Split, Task
-from gera.encoders import get_encoder
+from gera.embedded import EmbeddedTask
 from gera.errors import GeraError
-from gera.experiment import EmbeddedTask
 from gera.methods import METHODS
-from gera.ui import items
 
 log = logging.getLogger(__name__)
 
@@ -98,19 +95,17 @@ def build_model_set(key: str, title: str, task_name: str, task_options: Mapping[
                     alignments: Mapping[str, Alignment], metrics: Mapping[str, Mapping[str, float]],
                     limit: int, progress: Optional[Callable[[dict], None]] = None) -> ModelSet:
     """Embed the gallery (through the embedding cache: usually all hits) and align it."""
-    task = get_task(task_name, **task_options)
-    enc_a = get_encoder(encoder_a, task.a.modality)
-    enc_b = get_encoder(encoder_b, task.b.modality)
-    data = EmbeddedTask(task, enc_a, enc_b, EmbeddingCache())
+    data = EmbeddedTask.open(task_name, dict(task_options), encoder_a, encoder_b)
+    task = data.task
     a_idx, b_idx = gallery_indices(split, limit)
     data.ensure(a_idx, b_idx, progress)
-    side_a = GallerySide(a_idx, data.a(a_idx), items.describe(task, "a", a_idx),
-                         items.classes(task, "a", a_idx))
-    side_b = GallerySide(b_idx, data.b(b_idx), items.describe(task, "b", b_idx),
-                         items.classes(task, "b", b_idx))
+    side_a = GallerySide(a_idx, data.a(a_idx), task.describe("a", a_idx),
+                         task.classes("a", a_idx))
+    side_b = GallerySide(b_idx, data.b(b_idx), task.describe("b", b_idx),
+                         task.classes("b", b_idx))
     ordered = {m: alignments[m] for m in METHODS if m in alignments}
     aligned = {m: (al.embed_a(side_a.raw), al.embed_b(side_b.raw)) for m, al in ordered.items()}
-    return ModelSet(key, title, task_name, dict(task_options), enc_a.name, enc_b.name, ordered,
+    return ModelSet(key, title, task_name, dict(task_options), data.encoder_a.name, data.encoder_b.name, ordered,
                     dict(metrics), side_a, side_b, aligned)
 
 

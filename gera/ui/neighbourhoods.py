@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 import plotly.graph_objects as go
 
-from gera.aligners import Standardizer
+from gera.alignments import Standardizer
 from gera.evaluate import knn_jaccard, trustworthiness
 from gera.geometry import knn
 from gera.ui import charts

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from gera.errors import GeraError
-from gera.methods import METHODS
+from gera.methods import METHODS, featured
+from gera.ui.errors import errors_as_ui
 from gera.ui.models import ShippedModels
 from gera.ui.neighbourhoods import compute_view, figures
 from gera.ui.sources import resolve
@@ -28,7 +28,7 @@ def build(shipped: ShippedModels, session: gr.State, tab: gr.Tab) -> Neighbourho
     with gr.Row():
         source = gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Model",
                              scale=2)
-        method = gr.Dropdown(list(METHODS), value="gera", label="Method")
+        method = gr.Dropdown(list(METHODS), value=featured(), label="Method")
         side = gr.Radio([("image / speech side", "a"), ("text side", "b")], value="a",
                         label="Modality")
         colour = gr.Radio([("class", "class"), ("kNN Jaccard", "jaccard")], value="class",
@@ -50,13 +50,11 @@ def build(shipped: ShippedModels, session: gr.State, tab: gr.Tab) -> Neighbourho
     view_state = gr.State(None)  # this user's last projection: redraws need no recomputation
     plots = [before, after, joint, histogram, summary]
 
-    def project(session_value, key, method_name, side_name, points, k_value, colour_by):
-        try:
-            models = resolve(shipped, session_value, key)
-            models.alignment(method_name)
-            view = compute_view(models, method_name, side_name, int(points), int(k_value))
-        except GeraError as err:
-            raise gr.Error(str(err)) from None
+    @errors_as_ui
+    def project(session_value, model, method, modality, points, k, colour_by):
+        models = resolve(shipped, session_value, model)
+        models.alignment(method)
+        view = compute_view(models, method, modality, int(points), int(k))
         return (view, None, *figures(view, colour_by, None))
 
     def redraw(view, colour_by, point):

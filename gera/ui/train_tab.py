@@ -8,16 +8,18 @@ import gradio as gr
 
 from gera.encoders import DEFAULT_ENCODERS, list_encoders
 from gera.encoders.hub import hub_reachable
-from gera.errors import GeraError
+from gera.results import TrainStep
 from gera.geometry import KERNELS
-from gera.methods import METHODS
+from gera.methods import METHODS, featured, label
 from gera.ui import charts, tables
-from gera.ui.config import BUDGETS, EXAMPLE_FOLDER, AppConfig
+from gera.ui.config import BUDGETS, AppConfig
 from gera.ui.device import gpu
+from gera.ui.errors import errors_as_ui
 from gera.ui.jobs import BackgroundJob
 from gera.ui.sources import SESSION_KEY
-from gera.ui.training import (FOLDER, UPLOAD, ProgressTracker, Session, TrainForm, resolve_task,
-                              run_training, settings_for)
+from gera.ui.form import FOLDER, FORM_FIELDS, UPLOAD, TrainForm
+from gera.ui.training import (ProgressTracker, Session, resolve_task, run_training, settings_for,
+                              task_choices)
 
 PAIRS = [("image ↔ text", "image"), ("speech ↔ text", "speech")]
 # Suggestions when the Hub is reachable (a Space); any hf:/openclip: name can be typed instead.
@@ -26,29 +28,13 @@ HUB_SUGGESTIONS = {"image": ["openclip:ViT-B-32:laion2b_s34b_b79k", "hf:google/v
                    "speech": ["hf:facebook/wav2vec2-base"]}
 
 
-def task_choices(pair: str, allow_folders: bool) -> list[tuple[str, str]]:
-    builtin = {"image": [("emoji — scenes ↔ instance-level captions", "emoji"),
-                         ("fashion-mnist — clothes ↔ class captions", "fashion-mnist"),
-                         ("example folder — 30 shapes ↔ captions", f"folder:{EXAMPLE_FOLDER}")],
-               "speech": [("spoken-words — synthetic speech ↔ text, tested on real speech",
-                           "spoken-words")]}[pair]
-    extra = [("my pairs — upload a .zip", UPLOAD)]
-    if allow_folders:
-        extra.append(("my pairs — a folder on this machine", FOLDER))
-    return builtin + extra
-
-
 def encoder_choices(modality: str, hub: bool) -> list[str]:
     return list_encoders(modality) + (HUB_SUGGESTIONS[modality] if hub else [])
 
 
-def _pool_text(size: int | None) -> str:
-    return "" if size is None else str(size)
-
-
 @dataclass
 class TrainTab:
-    inputs: list
+    inputs: dict  # TrainForm field → its component
     train_button: gr.Button
     cancel_button: gr.Button
     status: gr.Markdown
@@ -68,29 +54,31 @@ def build(config: AppConfig) -> TrainTab:
     with gr.Row():
         with gr.Column(scale=1):
             pair = gr.Radio(PAIRS, value=d.pair, label="Modalities")
+            # Custom values pass the dropdown so API users can pick any pair's task (the choices
+            # follow the pair in the page only); resolve_task refuses anything not offered.
             task = gr.Dropdown(task_choices(d.pair, config.allow_server_folders), value=d.task,
-                               label="Task / dataset")
+                               label="Task / dataset", allow_custom_value=True)
             upload = gr.File(label="Zip of pairs (captions.csv + images, or transcripts.csv + "
                                    "audio)", file_types=[".zip"], visible=d.task == UPLOAD)
             folder = gr.Textbox(label="Folder on this machine", visible=d.task == FOLDER,
                                 placeholder="/path/to/folder with captions.csv")
             with gr.Row():
-                encoder_a = gr.Dropdown(encoder_choices(d.pair, hub), value=DEFAULT_ENCODERS[d.pair],
+                encoder_a = gr.Dropdown(encoder_choices(d.pair, hub), value=d.encoder_a,
                                         label="Encoder A", allow_custom_value=True)
-                encoder_b = gr.Dropdown(encoder_choices("text", hub), value=DEFAULT_ENCODERS["text"],
+                encoder_b = gr.Dropdown(encoder_choices("text", hub), value=d.encoder_b,
                                         label="Encoder B (text)", allow_custom_value=True)
-            budgets = gr.CheckboxGroup([str(b) for b in BUDGETS],
-                                       value=[str(b) for b in d.budgets],
+            budgets = gr.CheckboxGroup([str(b) for b in BUDGETS], value=list(d.budgets),
                                        label="Paired budget N (log-spaced; tick several for a sweep)")
             methods = gr.CheckboxGroup(list(METHODS), value=list(d.methods), label="Methods")
         with gr.Column(scale=1):
             with gr.Row():
-                unpaired_a = gr.Textbox(_pool_text(d.unpaired_a), label="Unpaired A pool",
+                unpaired_a = gr.Textbox(d.unpaired_a, label="Unpaired A pool",
                                         placeholder="task default")
-                unpaired_b = gr.Textbox(_pool_text(d.unpaired_b), label="Unpaired B pool",
+                unpaired_b = gr.Textbox(d.unpaired_b, label="Unpaired B pool",
                                         placeholder="task default")
-            alpha = gr.Slider(0, 100, value=d.alpha, step=0.1, label="α, geometric weight "
-                              "(used as set when the tuning grid is 0; 0 = contrastive)")
+            alpha = gr.Slider(0, 100, value=d.alpha, step=0.1, label=f"α, {label(featured())}'s "
+                              "geometric weight (used as set when the tuning grid is 0; 0 = "
+                              "contrastive)")
             with gr.Row():
                 k = gr.Slider(1, 50, value=d.k, step=1, label="K neighbours per anchor")
                 kernel = gr.Dropdown(list(KERNELS), value=d.kernel, label="Kernel")
@@ -109,8 +97,9 @@ def build(config: AppConfig) -> TrainTab:
     results = gr.Dataframe(headers=["N", "method", "test metrics appear here after training"],
                            label="Results on the test data: mean ± std over seeds, %",
                            interactive=False, wrap=True)
-    differences = gr.Dataframe(headers=["N", "GeRA −", "paired differences appear here"],
-                               label="GeRA − each baseline, paired over the same seeds "
+    heading = f"{label(featured())} −"
+    differences = gr.Dataframe(headers=["N", heading, "paired differences appear here"],
+                               label=f"{heading} each baseline, paired over the same seeds "
                                      "(percentage points)", interactive=False, wrap=True)
     with gr.Row():
         curves = gr.Plot(label="Training curves")
@@ -124,8 +113,11 @@ def build(config: AppConfig) -> TrainTab:
                 pair, [task, encoder_a], show_progress="hidden", api_visibility="private")
     task.change(lambda t: (gr.File(visible=t == UPLOAD), gr.Textbox(visible=t == FOLDER)),
                 task, [upload, folder], show_progress="hidden", api_visibility="private")
-    inputs = [pair, task, upload, folder, encoder_a, encoder_b, budgets, unpaired_a, unpaired_b,
-              methods, alpha, k, kernel, max_steps, seeds, grid_size, task_options]
+    inputs = dict(pair=pair, task=task, upload=upload, folder=folder, encoder_a=encoder_a,
+                  encoder_b=encoder_b, budgets=budgets, unpaired_a=unpaired_a,
+                  unpaired_b=unpaired_b, methods=methods, alpha=alpha, k=k, kernel=kernel,
+                  max_steps=max_steps, seeds=seeds, grid_size=grid_size, task_options=task_options)
+    assert tuple(inputs) == FORM_FIELDS, "every TrainForm field needs its component, in order"
     return TrainTab(inputs, train_button, cancel_button, status, results, differences, curves,
                     metrics_plot, downloads)
 
@@ -152,12 +144,10 @@ def wire(tab: TrainTab, config: AppConfig, session: gr.State, shipped_choices: d
     skip_rest = [gr.skip()] * (len(outputs) - 4)
 
     @gpu
-    def train(*values, progress=gr.Progress()):
-        try:
-            form = TrainForm(*values)
-            settings = settings_for(form, resolve_task(form, config.allow_server_folders))
-        except GeraError as err:
-            raise gr.Error(str(err)) from None
+    @errors_as_ui
+    def train(*, progress=gr.Progress(), **values):
+        form = TrainForm(**values)
+        settings = settings_for(form, resolve_task(form, config.allow_server_folders))
         tracker = ProgressTracker(settings)
         job = BackgroundJob(lambda report, should_stop: run_training(
             settings, config.gallery_limit, report, should_stop))
@@ -166,24 +156,22 @@ def wire(tab: TrainTab, config: AppConfig, session: gr.State, shipped_choices: d
                 for event in batch:
                     tracker.update(event)
                 progress(tracker.fraction, desc=tracker.text)
-                trained = any(e["stage"] == "train" for e in batch)
+                trained = any(isinstance(e, TrainStep) for e in batch)
                 live = charts.training_curves(tracker.live) if trained else gr.skip()
                 yield [f"⏳ {tracker.text}", gr.skip(), gr.skip(), live] + skip_rest
         finally:  # the user cancelled or left: stop the worker at its next step or batch
             job.stop()
-        if isinstance(job.error, GeraError):
-            raise gr.Error(str(job.error))
         if job.error is not None:
             raise job.error
         run: Session = job.result
-        wall = sum(r["wall_s"] for r in run.results)
+        wall = sum(r.wall_s for r in run.results)
         done = (f"✅ Done in {wall:.0f} s. Your alignments are in this session: the "
                 "Neighbourhoods and Retrieval tabs now offer them (“Your run”).")
         yield [done, tables.results_table(run.results), tables.differences_table(run.results),
                charts.training_curves(run.histories), charts.metrics_figure(run.results),
                run.downloads, run, *_source_updates(run, shipped_choices, modalities)]
 
-    event = tab.train_button.click(train, tab.inputs, outputs, api_name="train",
+    event = tab.train_button.click(train, inputs_kwargs=tab.inputs, outputs=outputs, api_name="train",
                                    concurrency_limit=config.train_concurrency,
                                    concurrency_id="training")
     # Gradio's cancel closes the job's generator, whose ``finally`` stops the worker.

@@ -7,59 +7,50 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-from gera.checkpoint import save_alignment
-from gera.data import parse_task_options
-from gera.data import get_task
+from gera.checkpoint import save_result_alignments
+from gera.data import get_task, parse_task_options
 from gera.errors import GeraError
-from gera.experiment import CompareSettings, compare, to_json
+from gera.experiment import compare
 from gera.io import atomic_write
 from gera.methods import METHODS, method_class
-from gera.train import TrainConfig
+from gera.results import CompareResult, EmbedProgress, Evaluated, FitStarted, TrainStep
+from gera.settings import CompareSettings, TrainConfig
+from gera.ui.config import EXAMPLE_FOLDER
+from gera.ui.form import FOLDER, TRAIN_FIELDS, UPLOAD, TrainForm
 from gera.ui.models import ModelSet, build_model_set
 from gera.ui.uploads import unpack_pairs_zip
 
-UPLOAD, FOLDER = "upload", "folder"  # task choices that name no built-in task
+BUILTIN_TASKS = {"image": [("emoji — scenes ↔ instance-level captions", "emoji"),
+                           ("fashion-mnist — clothes ↔ class captions", "fashion-mnist"),
+                           ("example folder — 30 shapes ↔ captions", f"folder:{EXAMPLE_FOLDER}")],
+                 "speech": [("spoken-words — synthetic speech ↔ text, tested on real speech",
+                             "spoken-words")]}
 
 
-@dataclass(frozen=True)
-class TrainForm:
-    """The training form's values, in the order of the UI's inputs (and of the /train API)."""
-
-    pair: str
-    task: str  # a task name, or UPLOAD / FOLDER
-    upload: Optional[str]
-    folder: str
-    encoder_a: str
-    encoder_b: str
-    budgets: Sequence
-    unpaired_a: str  # blank = the task's default pool
-    unpaired_b: str
-    methods: Sequence[str]
-    alpha: float
-    k: float
-    kernel: str
-    max_steps: float
-    seeds: float
-    grid_size: float
-    task_options: str
+def task_choices(pair: str, allow_folders: bool) -> list[tuple[str, str]]:
+    extra = [("my pairs — upload a .zip", UPLOAD)]
+    if allow_folders:
+        extra.append(("my pairs — a folder on this machine", FOLDER))
+    return BUILTIN_TASKS[pair] + extra
 
 
 def _pool(text: Optional[str], name: str) -> Optional[int]:
     text = (text or "").strip()
     if not text:
         return None
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise GeraError(f"{name} must be a whole number ≥ 0, or blank for the task's default "
                         f"(got {text!r}).")
     return int(text)
 
 
 def resolve_task(form: TrainForm, allow_folders: bool) -> str:
-    """The task name ``compare`` gets; unpacks an uploaded zip of pairs."""
+    """The task name ``compare`` gets; unpacks an uploaded zip of pairs. Only the form's own
+    choices are accepted: a typed ``folder:/anything`` is not a task a visitor can pick."""
     if form.task == UPLOAD:
         if not form.upload:
             raise GeraError("Upload a .zip of pairs first (a folder with captions.csv and the "
@@ -73,6 +64,9 @@ def resolve_task(form: TrainForm, allow_folders: bool) -> str:
             raise GeraError("Type the path of a folder that holds captions.csv (or "
                             "transcripts.csv) and its files.")
         return "folder:" + form.folder.strip()
+    builtin = [value for choices in BUILTIN_TASKS.values() for _, value in choices]
+    if form.task not in builtin:
+        raise GeraError(f"Unknown task {form.task!r}; choose one of the form's tasks.")
     return form.task
 
 
@@ -90,8 +84,8 @@ def settings_for(form: TrainForm, task_name: str) -> list[CompareSettings]:
     if budgets[-1] > task.max_budget():
         raise GeraError(f"Paired budget {budgets[-1]} is beyond the data: task '{task_name}' "
                         f"serves at most {task.max_budget()} pairs. Untick the larger budgets.")
-    train = TrainConfig(alpha=float(form.alpha), k=int(form.k), kernel=form.kernel,
-                        max_steps=int(form.max_steps))
+    kinds = {f.name: type(f.default) for f in fields(TrainConfig)}
+    train = replace(TrainConfig(), **{f: kinds[f](getattr(form, f)) for f in TRAIN_FIELDS})
     base = CompareSettings(task=task_name, task_options=options, seeds=tuple(range(int(form.seeds))),
                            methods=tuple(methods), encoder_a=form.encoder_a or None,
                            encoder_b=form.encoder_b or None,
@@ -101,72 +95,64 @@ def settings_for(form: TrainForm, task_name: str) -> list[CompareSettings]:
     return [replace(base, budget=b) for b in budgets]
 
 
+@dataclass(frozen=True)
+class PreparingGallery:
+    """The job is aligning the run's gallery for the other tabs."""
+
+
 @dataclass
 class ProgressTracker:
-    """Turns the library's progress events into a fraction done and one line of status.
-
-    The library reports embedding batches, validation checks and evaluations; a method's first
-    seconds (its kNN graphs, its first steps) are reported as "fitting" until its first check.
-    """
+    """Turns the library's progress events into a fraction done and one line of status."""
 
     settings: Sequence[CompareSettings]
     fits_done: int = 0
     within_fit: float = 0.0
     text: str = "Loading the task, the encoders and the cached embeddings…"
     live: dict = field(default_factory=dict)  # "method params" → history rows, first seed
+    _budget: Optional[int] = None
 
     @property
     def fits_total(self) -> int:
         return sum(len(s.seeds) * len(s.methods) for s in self.settings)
 
-    def _fit_label(self, settings: CompareSettings) -> str:
-        index = self.fits_done % (len(settings.seeds) * len(settings.methods))
-        method = settings.methods[index % len(settings.methods)]
-        seed = settings.seeds[index // len(settings.methods)]
-        how = ("its kNN graphs, then training steps" if method_class(method).trained
-               else "closed form")
-        return f"fitting {method} (seed {seed}): {how}…"
+    def _fits_before(self, budget: int) -> int:
+        """Fits of the sweep's budgets that run before ``budget``."""
+        return sum(len(s.seeds) * len(s.methods) for s in self.settings if s.budget < budget)
 
-    def current(self) -> CompareSettings:
-        per = [len(s.seeds) * len(s.methods) for s in self.settings]
-        done = self.fits_done
-        for settings, n in zip(self.settings, per):
-            if done < n:
-                return settings
-            done -= n
-        return self.settings[-1]
+    def _where(self, budget: Optional[int]) -> str:
+        return f"N = {budget}: " if len(self.settings) > 1 and budget is not None else ""
 
-    def update(self, event: dict) -> None:
-        stage = event["stage"]
-        settings = self.current()
-        where = f"N = {settings.budget}: " if len(self.settings) > 1 else ""
-        if stage == "embed":
-            kind = "A" if event["side"] == "a" else "B"
-            self.text = (f"{where}Embedding {kind} items {event['done']}/{event['total']} "
-                         "(each item once, ever: the cache keeps them)")
-            if event["side"] == "b" and event["done"] == event["total"]:
-                label = self._fit_label(settings)
-                self.text = where + label[0].upper() + label[1:]
-        elif stage == "train":
+    def update(self, event) -> None:
+        if isinstance(event, EmbedProgress):
+            kind = "A" if event.side == "a" else "B"
+            self.text = (f"{self._where(self._budget)}Embedding {kind} items {event.done}/"
+                         f"{event.total} (each item once, ever: the cache keeps them)")
+        elif isinstance(event, FitStarted):
+            if event.budget != self._budget:  # the next budget of a sweep: fresh curves
+                self._budget, self.live = event.budget, {}
+            self.fits_done, self.within_fit = self._fits_before(event.budget) + event.index, 0.0
+            how = ("its kNN graphs, then training steps" if method_class(event.method).trained
+                   else "closed form")
+            self.text = (f"{self._where(event.budget)}Fitting {event.method} (seed {event.seed}, "
+                         f"fit {event.index + 1}/{event.total}): {how}…")
+        elif isinstance(event, TrainStep):
             params = "/".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                              for k, v in event["params"].items())
-            val = f", validation {event['val']:.3f}" if "val" in event else ""
-            self.text = (f"{where}Training {event['method']} (seed {event['seed']}"
-                         f"{', ' + params if params else ''}): step {event['step']}, "
-                         f"loss {event['loss']:.3f}{val}")
-            self.within_fit = min(0.95, event["step"] / max(settings.train.max_steps, 1))
-            if event["seed"] == settings.seeds[0]:
-                self.live.setdefault(f"{event['method']} {params}".strip(), []).append(event)
-        elif stage == "evaluate":  # sent when a fit ends, before its test evaluation
-            self.fits_done += 1
+                              for k, v in event.params.items())
+            row = event.row
+            val = f", validation {row['val']:.3f}" if "val" in row else ""
+            self.text = (f"{self._where(self._budget)}Training {event.method} (seed {event.seed}"
+                         f"{', ' + params if params else ''}): step {row['step']}, "
+                         f"loss {row['loss']:.3f}{val}")
+            current = next(s for s in self.settings if s.budget == self._budget)
+            self.within_fit = min(0.95, row["step"] / max(current.train.max_steps, 1))
+            if event.seed == current.seeds[0]:
+                self.live.setdefault(f"{event.method} {params}".strip(), []).append(row)
+        elif isinstance(event, Evaluated):
+            self.fits_done = self._fits_before(event.budget) + event.index + 1
             self.within_fit = 0.0
-            self.text = f"{where}Evaluating {event['method']} (seed {event['seed']}) on the test data"
-            if self.fits_done < self.fits_total:
-                following = self.current()
-                if following is not settings:  # the next budget of a sweep: fresh curves
-                    self.live = {}
-                self.text += "; next: " + self._fit_label(following)
-        elif stage == "gallery":
+            self.text = (f"{self._where(event.budget)}Evaluating {event.method} (seed "
+                         f"{event.seed}) on the test data")
+        elif isinstance(event, PreparingGallery):
             self.text = "Preparing your model for the Neighbourhoods and Retrieval tabs…"
 
     @property
@@ -178,42 +164,36 @@ class ProgressTracker:
 class Session:
     """What one user's last training run left for the other tabs (kept in their gr.State)."""
 
-    results: list[dict]  # JSON-ready compare results, one per budget
-    histories: Mapping[str, list]  # method → training history of the kept alignment
+    results: list[CompareResult]  # one per budget; the last one's alignments are the models
     models: ModelSet
     downloads: list[str]
 
+    @property
+    def histories(self) -> dict[str, list]:
+        """Method → training history of the kept alignment (empty for closed-form methods)."""
+        return {m: list(a.history) for m, a in self.results[-1].alignments.items()}
 
-def _checkpoint_files(result: dict, settings: CompareSettings, task_name: str) -> list[str]:
+
+def _checkpoint_files(result: CompareResult, settings: CompareSettings) -> list[str]:
     folder = Path(tempfile.mkdtemp(prefix="gera-run-"))
+    task_name = settings.task
     stem = f"folder-{Path(task_name).name}" if task_name.startswith("folder:") else task_name
-    summary = to_json(result)
-    paths = []
-    for method, alignment in result["_alignments"].items():
-        meta = {"task": settings.task, "task_options": settings.task_options,
-                "budget": settings.budget, "method": method,
-                "encoder_a": summary["config"]["encoder_a"],
-                "encoder_b": summary["config"]["encoder_b"], "seed": settings.seeds[0],
-                "chosen": summary["methods"][method]["chosen"][0],
-                "metrics": {m: s["mean"] for m, s in summary["methods"][method]["metrics"].items()}}
-        paths += [str(p) for p in save_alignment(alignment, folder / f"{stem}-{method}", meta)]
+    paths = [str(p) for p in save_result_alignments(result, settings, folder, stem)]
     results_path = folder / f"{stem}-N{settings.budget}-results.json"
-    atomic_write(results_path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    atomic_write(results_path, lambda f: f.write(json.dumps(result.to_json(), indent=2).encode()))
     return paths + [str(results_path)]
 
 
 def run_training(settings_list: Sequence[CompareSettings], gallery_limit: int,
-                 report: Callable[[dict], None], should_stop: Callable[[], bool]) -> Session:
+                 report: Callable[[object], None], should_stop: Callable[[], bool]) -> Session:
     results = [compare(s, progress=report, should_stop=should_stop) for s in settings_list]
     last, settings = results[-1], settings_list[-1]
-    report({"stage": "gallery"})
+    report(PreparingGallery())
     task = get_task(settings.task, **settings.task_options)
     split = task.split(settings.budget, settings.seeds[0], settings.unpaired_a, settings.unpaired_b)
-    means = {m: {k: s["mean"] for k, s in rec["metrics"].items()}
-             for m, rec in last["methods"].items()}
+    means = {m: {k: s.mean for k, s in rec.metrics.items()} for m, rec in last.methods.items()}
     title = f"Your run · {task.name.split('/')[-1]} (N = {settings.budget})"
     models = build_model_set("session", title, settings.task, settings.task_options, split,
-                             last["config"]["encoder_a"], last["config"]["encoder_b"],
-                             last["_alignments"], means, gallery_limit, progress=report)
-    return Session([to_json(r) for r in results], last["_histories"], models,
-                   _checkpoint_files(last, settings, settings.task))
+                             last.config["encoder_a"], last.config["encoder_b"],
+                             last.alignments, means, gallery_limit, progress=report)
+    return Session(results, models, _checkpoint_files(last, settings))

@@ -1,0 +1,157 @@
+"""What a trained method minimises, and on which points: one objective object per method.
+
+An objective owns the sampling of each step (which pairs, which neighbourhoods) and the loss on
+them; the training loop (``gera.train``) owns the heads, the optimiser and early stopping. So a
+new trained method (STRUCTURE, say) is a new objective, not a new loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from gera.geometry import heat_bandwidth, knn
+from gera.losses import geometric_loss, info_nce
+from gera.settings import TrainConfig
+
+
+class NeighbourGraph:
+    """The kNN graph of one modality's pool (paired ∪ unpaired points), in the original space.
+
+    The original spaces never change during training, so the graph and the heat-kernel bandwidth
+    are computed once; each step only samples neighbourhoods from it.
+
+    Parameters
+    ----------
+    x : (n, d) pool embeddings (any scale; L2-normalised here).
+    k : neighbours sampled per anchor per step (default 10).
+    k_pool : the candidates they are sampled from: each point's ``k_pool`` nearest (default 50).
+    device : where the kNN search runs (faiss on CPU, torch on CUDA).
+    """
+
+    def __init__(self, x: np.ndarray, k: int = 10, k_pool: int = 50, device: str = "cpu"):
+        n = len(x)
+        self.k_pool = max(1, min(k_pool, n - 1))
+        self.k = max(1, min(k, self.k_pool))
+        self.neighbours, sims = knn(x, self.k_pool, device=device)
+        self.eps = heat_bandwidth(sims, self.k)
+        self._on_device = {}  # device -> the neighbour table as a tensor there
+
+    def _table(self, device: torch.device) -> torch.Tensor:
+        key = str(device)
+        if key not in self._on_device:
+            self._on_device[key] = torch.from_numpy(self.neighbours).to(device)
+        return self._on_device[key]
+
+    def sample(self, anchors: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Neighbourhoods ``{i} ∪ (k of i's k_pool nearest)``: ``(m,) → (m, k+1)`` pool indices."""
+        nbrs = self._table(anchors.device)[anchors]
+        if self.k < self.k_pool:
+            pick = torch.rand(nbrs.shape, generator=generator, device="cpu").argsort(dim=1)[:, :self.k]
+            nbrs = nbrs.gather(1, pick.to(anchors.device))
+        return torch.cat([anchors[:, None], nbrs], dim=1)
+
+
+class Side:
+    """One modality during training: its frozen, standardised pool and its head."""
+
+    def __init__(self, pool: np.ndarray, head: nn.Module, device: torch.device):
+        self.original = torch.from_numpy(pool).to(device)
+        self.head = head
+        self.points_run = 0  # head evaluations so far (for the benchmark's cost per step)
+
+    def embed(self, *groups: torch.Tensor) -> list[torch.Tensor]:
+        """The head's output for each group of pool rows (any shape), running the head once per
+        DISTINCT row: neighbourhoods overlap and pairs are pool points too. When that is no
+        fewer than the whole pool, one pass over the pool is cheaper still (no gather)."""
+        flat = torch.cat([g.reshape(-1) for g in groups])
+        uniq, inverse = torch.unique(flat, return_inverse=True)
+        if len(uniq) >= len(self.original):
+            z, rows = self.head(self.original), flat
+        else:
+            z, rows = self.head(self.original[uniq]), inverse
+        self.points_run += len(z)
+        out, start = [], 0
+        for g in groups:
+            out.append(z[rows[start:start + g.numel()]].reshape(*g.shape, -1))
+            start += g.numel()
+        return out
+
+
+@dataclass
+class Batch:
+    """One step's points, as pool rows: the pairs, and (GeRA) neighbourhoods of each pool."""
+
+    pairs_a: torch.Tensor  # (m,)
+    pairs_b: torch.Tensor  # (m,)
+    neighbourhoods_a: Optional[torch.Tensor] = None  # (geo_batch, k+1)
+    neighbourhoods_b: Optional[torch.Tensor] = None
+
+
+class ContrastiveObjective:
+    """CLIP's symmetric InfoNCE on a random batch of the pairs (contrastive-only)."""
+
+    def __init__(self, batch_size: int = 256):
+        self.batch_size = batch_size
+
+    def prepare(self, pool_a: np.ndarray, pool_b: np.ndarray, device: torch.device,
+                seed: int) -> None:
+        """Work on the frozen pools done once before the first step."""
+        # Its own stream: the pair batches are then the same for GeRA and contrastive-only at
+        # one seed, so their paired difference reflects α, not batch order.
+        self.batches = torch.Generator().manual_seed(seed)
+
+    def sample(self, pair_rows_a: torch.Tensor, pair_rows_b: torch.Tensor) -> Batch:
+        pick = torch.randperm(len(pair_rows_a), generator=self.batches)[:self.batch_size]
+        pick = pick.to(pair_rows_a.device)
+        return Batch(pair_rows_a[pick], pair_rows_b[pick])
+
+    def loss(self, batch: Batch, a: Side, b: Side,
+             logit_scale: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(loss, its terms by name)`` for the history."""
+        (za,), (zb,) = a.embed(batch.pairs_a), b.embed(batch.pairs_b)
+        con = info_nce(za, zb, logit_scale)
+        return con, {"con": con}
+
+
+class GeometricObjective(ContrastiveObjective):
+    """GeRA: ``L_con + α (L_geo^A + L_geo^B)``, the geometric term on ``geo_batch``
+    neighbourhoods sampled per step from each modality's pool (paired ∪ unpaired)."""
+
+    def __init__(self, alpha: float = 1.0, k: int = 10, k_pool: int = 50, kernel: str = "heat",
+                 divergence: str = "frobenius", geo_batch: int = 16, batch_size: int = 256):
+        super().__init__(batch_size)
+        self.alpha, self.k, self.k_pool = alpha, k, k_pool
+        self.kernel, self.divergence, self.geo_batch = kernel, divergence, geo_batch
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> "GeometricObjective":
+        return cls(cfg.alpha, cfg.k, cfg.k_pool, cfg.kernel, cfg.divergence, cfg.geo_batch,
+                   cfg.batch_size)
+
+    def prepare(self, pool_a, pool_b, device, seed):
+        super().prepare(pool_a, pool_b, device, seed)
+        self.anchors = torch.Generator().manual_seed(seed + 1)
+        self.graphs = [NeighbourGraph(x, self.k, self.k_pool, str(device)) for x in (pool_a, pool_b)]
+        self.pool_sizes = [len(pool_a), len(pool_b)]
+
+    def sample(self, pair_rows_a, pair_rows_b):
+        batch = super().sample(pair_rows_a, pair_rows_b)
+        hoods = []
+        for graph, n in zip(self.graphs, self.pool_sizes):
+            anchors = torch.randint(n, (self.geo_batch,), generator=self.anchors)
+            hoods.append(graph.sample(anchors.to(pair_rows_a.device), self.anchors))
+        batch.neighbourhoods_a, batch.neighbourhoods_b = hoods
+        return batch
+
+    def loss(self, batch, a, b, logit_scale):
+        za, hood_za = a.embed(batch.pairs_a, batch.neighbourhoods_a)
+        zb, hood_zb = b.embed(batch.pairs_b, batch.neighbourhoods_b)
+        con = info_nce(za, zb, logit_scale)
+        geo = sum(geometric_loss(side.original[rows], z, self.kernel, graph.eps, self.divergence)
+                  for side, rows, z, graph in ((a, batch.neighbourhoods_a, hood_za, self.graphs[0]),
+                                               (b, batch.neighbourhoods_b, hood_zb, self.graphs[1])))
+        return con + self.alpha * geo, {"con": con, "geo": geo}
