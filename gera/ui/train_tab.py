@@ -60,7 +60,7 @@ def build(config: AppConfig) -> TrainTab:
                                label="Task / dataset", allow_custom_value=True)
             upload = gr.File(label="Zip of pairs (captions.csv + images, or transcripts.csv + "
                                    "audio)", file_types=[".zip"], visible=d.task == UPLOAD)
-            folder = gr.Textbox(label="Folder on this machine", visible=d.task == FOLDER,
+            folder = gr.Textbox(d.folder, label="Folder on this machine", visible=d.task == FOLDER,
                                 placeholder="/path/to/folder with captions.csv")
             with gr.Row():
                 encoder_a = gr.Dropdown(encoder_choices(d.pair, hub), value=d.encoder_a,
@@ -143,10 +143,12 @@ def wire(tab: TrainTab, config: AppConfig, session: gr.State, shipped_choices: d
     modalities = [m for _, m in sources]
     skip_rest = [gr.skip()] * (len(outputs) - 4)
 
+    # API parameters take their names and defaults from the components (inputs_kwargs); a file
+    # component has no initial value, so ``upload``'s default (none) is the parameter's.
     @gpu
     @errors_as_ui
-    def train(*, progress=gr.Progress(), **values):
-        form = TrainForm(**values)
+    def train(*, progress=gr.Progress(), upload=None, **values):
+        form = TrainForm(upload=upload, **values)
         settings = settings_for(form, resolve_task(form, config.allow_server_folders))
         tracker = ProgressTracker(settings)
         job = BackgroundJob(lambda report, should_stop: run_training(
