@@ -92,5 +92,5 @@ def test_about_tab(page, screens):
     open_tab(page, "About")
     # read from results/ and checkpoints/ at start-up, not text written into the page
     page.get_by_text("results/emoji-300.txt", exact=False).first.wait_for()
-    page.get_by_text("The shipped checkpoints", exact=False).first.wait_for()
+    page.get_by_role("heading", name="The shipped checkpoints").wait_for()
     page.screenshot(path=screens / "4-about.png", full_page=True)

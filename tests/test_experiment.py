@@ -152,3 +152,14 @@ def test_sweep_writes_one_result_per_budget(tmp_path, capsys):
     results = json.loads(out.read_text())
     assert [r["budget"] for r in results] == [10, 20]
     assert all(set(r["methods"]) == {"gera", "procrustes"} for r in results)
+
+
+@pytest.mark.slow
+def test_bench_prints_the_training_cost_ratio(capsys):
+    from gera.ui.config import EXAMPLE_FOLDER
+
+    assert main(["bench", "--task", f"folder:{EXAMPLE_FOLDER}", "--budget", "10", "--repeats", "1",
+                 "--skip-encoders"]) == 0
+    out = capsys.readouterr().out
+    ratio = float(out.split("GeRA / contrastive: step ")[1].split("×")[0])
+    assert ratio > 1.0, "a GeRA step does more work than a contrastive one"

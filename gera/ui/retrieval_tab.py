@@ -29,6 +29,12 @@ def _first(choices):
     return choices[0][1] if choices else None
 
 
+def side_by_side(component, ours: str, baseline: str, **options):
+    """The featured method's answer beside the baseline's: two like components in a row."""
+    with gr.Row():
+        return component(label=ours, **options), component(label=baseline, **options)
+
+
 def build(shipped: ShippedModels, session: gr.State) -> RetrievalTab:
     image_choices, speech_choices = shipped.choices("image"), shipped.choices("speech")
     ours, twin = featured(), featured_twin()
@@ -50,20 +56,16 @@ def build(shipped: ShippedModels, session: gr.State) -> RetrievalTab:
                                   placeholder=TEXT_EXAMPLES[0])
                 text_button = gr.Button("Search images", variant="primary", scale=1)
             gr.Examples([[t] for t in TEXT_EXAMPLES], [text])
-            with gr.Row():
-                gallery_ours = gr.Gallery(label=ours_label, columns=4, height="auto",
-                                          object_fit="contain")
-                gallery_base = gr.Gallery(label=twin, columns=4, height="auto",
-                                          object_fit="contain")
+            gallery_ours, gallery_base = side_by_side(
+                gr.Gallery, ours_label, twin, columns=4, height="auto", object_fit="contain")
         with gr.Tab("Image → captions"):
             gr.Markdown("Uses the model chosen under “Text → images”.")
             with gr.Row():
                 image_file = gr.File(label="An image (PNG, JPEG, WebP, GIF)", file_types=["image"])
                 preview = gr.Image(label="Query", interactive=False, height=200)
                 image_button = gr.Button("Find captions", variant="primary")
-            with gr.Row():
-                captions_ours = gr.Dataframe(headers=RESULT_HEADERS, label=ours_label, wrap=True)
-                captions_base = gr.Dataframe(headers=RESULT_HEADERS, label=twin, wrap=True)
+            captions_ours, captions_base = side_by_side(
+                gr.Dataframe, ours_label, twin, headers=RESULT_HEADERS, wrap=True)
         with gr.Tab("Speech → transcripts"):
             speech_source = gr.Dropdown(speech_choices, value=_first(speech_choices),
                                         label="Model (speech ↔ text)")
@@ -72,9 +74,8 @@ def build(shipped: ShippedModels, session: gr.State) -> RetrievalTab:
                                  label="Say a word or a short phrase (at most 30 s)",
                                  elem_id="speech-query")
                 speech_button = gr.Button("Find transcripts", variant="primary")
-            with gr.Row():
-                speech_ours = gr.Dataframe(headers=RESULT_HEADERS, label=ours_label, wrap=True)
-                speech_base = gr.Dataframe(headers=RESULT_HEADERS, label=twin, wrap=True)
+            speech_ours, speech_base = side_by_side(
+                gr.Dataframe, ours_label, twin, headers=RESULT_HEADERS, wrap=True)
 
     # Parameter names are the API's (gradio_client users pass them by name).
     @errors_as_ui
