@@ -25,15 +25,10 @@ from gera.data.base import ItemSet
 from gera.encoders.base import Encoder, Progress
 from gera.errors import GeraError
 from gera.io import atomic_write
+from gera.paths import embeddings_root
 
 CHUNK_ITEMS = 1024  # items loaded, embedded and written per chunk: bounds memory and lost work
 _UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
-
-
-def default_cache_root() -> Path:
-    """``$GERA_CACHE_DIR``, else ``~/.cache/gera/embeddings``."""
-    env = os.environ.get("GERA_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "gera" / "embeddings"
 
 
 def _write_atomic(path: Path, write: Callable[[object], None]) -> None:
@@ -126,12 +121,12 @@ _STORES: dict[Path, _EncoderStore] = {}  # per process: each folder's chunks are
 class EmbeddingCache:
     """Embeddings on disk, keyed by ``(encoder.cache_key, item key)``.
 
-    ``root`` (default None: ``default_cache_root()``) is the cache folder; ``chunk_items``
+    ``root`` (default None: ``gera.paths.embeddings_root()``) is the cache folder; ``chunk_items``
     (default ``CHUNK_ITEMS``) how many missing items are loaded, embedded and written at a time.
     """
 
     def __init__(self, root: Path | str | None = None, chunk_items: int = CHUNK_ITEMS):
-        self.root = Path(root).expanduser() if root is not None else default_cache_root()
+        self.root = Path(root).expanduser() if root is not None else embeddings_root()
         self.chunk_items = chunk_items
 
     def folder(self, encoder: Encoder) -> Path:

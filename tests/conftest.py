@@ -1,7 +1,14 @@
 """Shared fixtures' building blocks."""
+import os
+
 import pytest
 
+from gera.paths import models_root
 from gera.ui import AppConfig, build_app, launch_kwargs
+
+# Pinned before any module points GERA_CACHE_DIR at a private folder: assembled models (the
+# 145 MB whisper_base) then stay in one place instead of being rebuilt for every test module.
+os.environ.setdefault("GERA_MODELS_DIR", str(models_root()))
 
 
 def serve_app(tmp_path_factory, config: AppConfig):

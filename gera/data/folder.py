@@ -18,10 +18,10 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from gera.audio import BadAudio, load_audio
 from gera.data.base import ItemSet, Split, Task, ZeroShot
 from gera.data.common import (PHOTO_TEMPLATES, check_budget, index_array, n_val_pairs,
                               pairs_array, prompts_for, text_key)
-from gera.encoders.speech import BadAudio, load_audio
 from gera.errors import GeraError
 
 CSV_NAME = "captions.csv"

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gera.encoders import get_encoder
-from gera.encoders.speech import load_audio
+from gera.audio import load_audio
 from gera.errors import GeraError
 from gera.ui.models import ModelSet
 
@@ -81,10 +81,7 @@ def load_query_audio(path: str | Path) -> np.ndarray:
     ``GeraError`` that says which (from ``load_audio``), without the server's temp path."""
     if path is None:
         raise GeraError("Record or upload a clip of speech first.")
-    try:
-        return load_audio(path)
-    except GeraError as err:
-        raise GeraError(str(err).replace(f"Audio file {Path(path)}", "The clip")) from None
+    return load_audio(path, "The clip")
 
 
 def speech_to_texts(models: ModelSet, method: str, clip: np.ndarray, k: int) -> list[list]:
