@@ -27,7 +27,10 @@ from gera.errors import GeraError
 from gera.io import atomic_write
 from gera.paths import embeddings_root
 
-CHUNK_ITEMS = 1024  # items loaded, embedded and written per chunk: bounds memory and lost work
+CHUNK_ITEMS = 1024  # items embedded and written per chunk: bounds lost work and index size
+# Items loaded at once, at most (fewer when the batch is smaller): 128 images of at most 1024 px
+# (gera.images.MAX_SIDE) hold about 300 MB.
+LOAD_ITEMS = 128
 _UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
@@ -122,7 +125,8 @@ class EmbeddingCache:
     """Embeddings on disk, keyed by ``(encoder.cache_key, item key)``.
 
     ``root`` (default None: ``gera.paths.embeddings_root()``) is the cache folder; ``chunk_items``
-    (default ``CHUNK_ITEMS``) how many missing items are loaded, embedded and written at a time.
+    (default ``CHUNK_ITEMS``) how many missing items are embedded and written per chunk file.
+    Items are loaded ``batch_size`` (at most ``LOAD_ITEMS``) at a time.
     """
 
     def __init__(self, root: Path | str | None = None, chunk_items: int = CHUNK_ITEMS):
@@ -183,6 +187,17 @@ class EmbeddingCache:
             self._embed_missing(encoder, items, indices, missing, out, batch_size, progress, store)
         return out
 
+    @staticmethod
+    def _embed_part(encoder: Encoder, items: ItemSet, indices: list[int], batch_size: int,
+                    progress: Progress) -> np.ndarray:
+        emb = encoder.embed(items.load(indices), batch_size=batch_size, progress=progress)
+        emb = np.ascontiguousarray(emb, dtype=np.float32)
+        if emb.shape != (len(indices), encoder.dim):
+            raise GeraError(f"Encoder '{encoder.name}' returned embeddings of shape {emb.shape} for "
+                            f"{len(indices)} items; expected ({len(indices)}, {encoder.dim}). This "
+                            "is a bug in the encoder.")
+        return emb
+
     def _embed_missing(self, encoder: Encoder, items: ItemSet, indices: np.ndarray,
                        missing: dict[str, list[int]], out: np.ndarray, batch_size: int,
                        progress: Progress, store: _EncoderStore) -> None:
@@ -193,17 +208,18 @@ class EmbeddingCache:
         if progress is None:
             bar = tqdm(total=total, desc=f"Embedding with {encoder.name}", unit="item", disable=None)
             progress = lambda done, _total: bar.update(done - bar.n)  # noqa: E731
+        # Items are loaded a batch at a time, not a chunk at a time: a chunk of 1,024 photos
+        # held at once would take gigabytes, a batch is what the encoder holds anyway.
+        load_items = max(1, min(batch_size, LOAD_ITEMS))
         try:
             for start in range(0, total, self.chunk_items):
                 group = todo[start:start + self.chunk_items]
-                loaded = items.load([int(indices[positions[0]]) for _, positions in group])
-                emb = encoder.embed(loaded, batch_size=batch_size,
-                                    progress=lambda done, _n, base=start: progress(base + done, total))
-                emb = np.ascontiguousarray(emb, dtype=np.float32)
-                if emb.shape != (len(group), encoder.dim):
-                    raise GeraError(f"Encoder '{encoder.name}' returned embeddings of shape "
-                                    f"{emb.shape} for {len(group)} items; expected "
-                                    f"({len(group)}, {encoder.dim}). This is a bug in the encoder.")
+                emb = np.empty((len(group), encoder.dim), dtype=np.float32)
+                for offset in range(0, len(group), load_items):
+                    part = group[offset:offset + load_items]
+                    emb[offset:offset + len(part)] = self._embed_part(
+                        encoder, items, [int(indices[positions[0]]) for _, positions in part],
+                        batch_size, lambda done, _n, base=start + offset: progress(base + done, total))
                 store.write([key for key, _ in group], emb)
                 for row, (_, positions) in enumerate(group):
                     out[positions] = emb[row]

@@ -9,19 +9,23 @@ from __future__ import annotations
 import csv
 import json
 import os
+import struct
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
+from PIL import Image, ImageDraw
 
 from gera import paths
 from gera.audio import SAMPLE_RATE, load_audio
 from gera.data import get_task
 from gera.errors import GeraError
+from gera.images import MAX_SIDE, open_image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,7 +93,7 @@ def test_locations_follow_the_environment(tmp_path, monkeypatch):
 def test_nothing_imports_the_encoders_to_read_audio_or_find_folders():
     # gera.audio and gera.paths are leaves: loading a dataset must not drag in torch and the
     # encoders (the old gera.data → gera.encoders.speech → gera.cache → gera.data cycle).
-    code = ("import sys, gera.data, gera.audio, gera.paths; "
+    code = ("import sys, gera.data, gera.audio, gera.paths, gera.images; "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('gera.encoders')))")
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -160,3 +164,176 @@ def test_audio_errors_can_name_the_file_without_its_path(tmp_path):
     with pytest.raises(GeraError) as err:
         load_audio(path, "The clip")
     assert str(err.value).startswith("The clip is silent") and str(tmp_path) not in str(err.value)
+
+
+# --- paths in a user's CSV ----------------------------------------------------------------------
+
+def _outside_rows(tmp_path: Path, root: Path, suffix: str) -> list[str]:
+    """Paths that all lead out of ``root``: existing and missing, relative, absolute, a link."""
+    (tmp_path / f"secret{suffix}").write_bytes(b"server data")
+    (root / f"link{suffix}").symlink_to(tmp_path / f"secret{suffix}")
+    return [f"../secret{suffix}", f"../missing{suffix}", "/etc/hostname", "/no/such/file",
+            f"link{suffix}", f"sub/../../secret{suffix}"]
+
+
+@pytest.mark.parametrize("layout", ["images", "audio"])
+def test_csv_paths_outside_the_folder_are_refused_alike(tmp_path, layout):
+    root = tmp_path / "pairs"
+    (root / "files").mkdir(parents=True)
+    suffix = ".png" if layout == "images" else ".wav"
+    good = []
+    for i in range(6):
+        name = f"files/{i}{suffix}"
+        if layout == "images":
+            Image.new("RGB", (20 + i, 20), (40 * i, 0, 0)).save(root / name)
+        else:
+            soundfile.write(str(root / name), tone(0.3 + 0.1 * i), SAMPLE_RATE)
+        good.append(name)
+    (root / f"inner-link{suffix}").symlink_to(root / good[0])  # a link that stays inside is fine
+    outside = _outside_rows(tmp_path, root, suffix)
+    rows = [[name, f"pair {i}"] for i, name in enumerate(good + [f"inner-link{suffix}"])]
+    rows += [[name, f"escape {i}"] for i, name in enumerate(outside)]
+    header = ["image", "caption"] if layout == "images" else ["audio", "transcript"]
+    csv_name = "captions.csv" if layout == "images" else "transcripts.csv"
+    write_csv(root / csv_name, header, rows)
+
+    with pytest.raises(GeraError) as err:
+        get_task(f"folder:{root}")
+    message = str(err.value)
+    assert f"{len(outside)} problem(s)" in message
+    media = header[0]
+    for name in outside:
+        assert f"{media} '{name}' is outside the dataset folder" in message
+    # Existing or not, inside /etc or beside the folder: one answer, nothing learnt.
+    assert "not found" not in message and "server data" not in message
+    assert str(tmp_path / "secret") not in message
+
+
+def test_a_csv_that_links_out_of_the_folder_is_refused(tmp_path):
+    root = tmp_path / "pairs"
+    root.mkdir()
+    (tmp_path / "elsewhere.csv").write_text("image,caption\n")
+    (root / "captions.csv").symlink_to(tmp_path / "elsewhere.csv")
+    with pytest.raises(GeraError, match="outside the dataset folder"):
+        get_task(f"folder:{root}")
+
+
+# --- image bombs --------------------------------------------------------------------------------
+
+def black_png(path: Path, width: int, height: int) -> Path:
+    """A 1-bit black PNG written row by row: zero rows compress ~1000:1, so 20k × 20k pixels
+    (1.2 GB as RGB) is about 50 KB on disk."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    packer = zlib.compressobj(9)
+    pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def image_bombs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("image-bombs")
+    huge = black_png(root / "20k.png", 20_000, 20_000)  # past PIL's own bomb limit
+    big = black_png(root / "48mp.png", 8_000, 6_000)  # under PIL's limit, over ours
+    assert huge.stat().st_size < 200_000 and big.stat().st_size < 100_000
+    return {"huge": huge, "big": big}
+
+
+@pytest.mark.parametrize("kind, size", [("huge", ""), ("big", "8000 × 6000 pixels, ")])
+def test_image_bombs_are_refused_fast_with_bounded_memory(image_bombs, kind, size):
+    result = measure("from gera.images import open_image", f"open_image({str(image_bombs[kind])!r})")
+    assert result["outcome"].startswith("refused: ")
+    assert f"is too large ({size}over the 40 megapixel limit)" in result["outcome"]
+    assert result["seconds"] < 1.0 and result["peak_growth_mb"] < 64
+
+
+def test_image_bombs_in_a_folder_and_as_a_query(tmp_path, image_bombs):
+    from gera.ui.retrieval import load_query_image
+
+    (tmp_path / "img").mkdir()
+    rows = []
+    for i in range(6):
+        Image.new("RGB", (20 + i, 20)).save(tmp_path / f"img/{i}.png")
+        rows.append([f"img/{i}.png", f"picture {i}"])
+    (tmp_path / "img/bomb.png").write_bytes(image_bombs["huge"].read_bytes())
+    rows.append(["img/bomb.png", "mostly black"])
+    write_csv(tmp_path / "captions.csv", ["image", "caption"], rows)
+    with pytest.raises(GeraError, match="image 'img/bomb.png' is too large"):
+        get_task(f"folder:{tmp_path}")
+    with pytest.raises(GeraError) as err:
+        load_query_image(image_bombs["huge"])
+    assert str(err.value).startswith("The uploaded image is too large")
+    assert str(image_bombs["huge"].parent) not in str(err.value)
+
+
+def test_only_the_documented_image_formats_are_decoded(tmp_path):
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "a.tiff")
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "a.ico")
+    for name in ("a.tiff", "a.ico"):
+        with pytest.raises(GeraError, match="not an image in a readable format"):
+            open_image(tmp_path / name)
+    for fmt in ("png", "jpeg", "webp", "gif", "bmp"):
+        Image.new("RGB", (8, 8), "red").save(tmp_path / f"a.{fmt}")
+        assert open_image(tmp_path / f"a.{fmt}").size == (8, 8)
+
+
+def test_images_are_shrunk_upright_and_rgb_on_load(tmp_path):
+    photo = Image.new("RGB", (3000, 2000), "blue")
+    exif = photo.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to show upright
+    photo.save(tmp_path / "photo.jpg", exif=exif)
+    loaded = open_image(tmp_path / "photo.jpg")
+    assert loaded.mode == "RGB" and max(loaded.size) == MAX_SIDE
+    assert loaded.size == (683, 1024)  # shrunk, then turned upright
+    clear = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
+    clear.save(tmp_path / "clear.png")
+    assert open_image(tmp_path / "clear.png").getpixel((5, 5)) == (255, 255, 255)
+
+
+def photo_folder(root: Path, n: int, size=(2048, 1536)) -> Path:
+    """``n`` distinct photo-sized JPEGs: one encoded image, each copy made distinct by a JPEG
+    comment segment (same pixels, different bytes, so different items)."""
+    (root / "photos").mkdir(parents=True)
+    image = Image.linear_gradient("L").resize(size).convert("RGB")
+    ImageDraw.Draw(image).ellipse((300, 200, 1300, 1000), fill=(200, 80, 40))
+    image.save(root / "template.jpg", quality=85)
+    data = (root / "template.jpg").read_bytes()
+    (root / "template.jpg").unlink()
+    rows = []
+    for i in range(n):
+        comment = f"photo {i}".encode()
+        segment = b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment
+        (root / f"photos/{i}.jpg").write_bytes(data[:2] + segment + data[2:])
+        rows.append([f"photos/{i}.jpg", f"photo number {i}"])
+    write_csv(root / "captions.csv", ["image", "caption"], rows)
+    return root
+
+
+def test_a_folder_of_1024_photos_embeds_within_a_memory_bound(tmp_path):
+    folder = photo_folder(tmp_path / "photos", 1024)
+    setup = f"""
+        import numpy as np
+        from gera.cache import EmbeddingCache
+        from gera.data import get_task
+        from gera.encoders.base import Encoder
+
+        class CentreColour(Encoder):
+            name, modality, dim, version = "centre-colour", "image", 3, "1"
+
+            def embed(self, items, batch_size=64, progress=None):
+                return np.array([i.getpixel((i.width // 2, i.height // 2)) for i in items], np.float32)
+
+        task = get_task("folder:{folder}")
+        cache = EmbeddingCache({str(tmp_path / 'cache')!r})
+    """
+    result = measure(setup, "cache.embed(CentreColour(), task.a, np.arange(len(task.a))).shape",
+                     timeout=600)
+    # Unbatched, the chunk's 1,024 full-size 3-megapixel photos alone would hold 9.7 GB.
+    assert result["outcome"] == "accepted: (1024, 3)"
+    assert result["peak_growth_mb"] < 400

@@ -5,6 +5,11 @@ to the folder) and ``caption``, optionally ``label`` (a class name, enabling zer
 Speech: ``transcripts.csv`` with the columns ``audio`` (wav/flac/mp3/ogg, at most 30 s) and
 ``transcript``, optionally ``label``. One row per pair; a file may appear in several rows.
 ``open_folder`` picks the kind by which CSV the folder holds.
+
+The folder may be an upload from anyone, so every path in the CSV must resolve (links followed)
+to a file inside the folder; anything else is refused with one message, "outside the dataset
+folder", whether or not it exists, so the CSV cannot be used to learn which files the server has.
+Files are opened only through ``gera.images`` and ``gera.audio``, which refuse bombs unread.
 """
 from __future__ import annotations
 
@@ -16,13 +21,13 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gera.audio import BadAudio, load_audio
 from gera.data.base import ItemSet, Split, Task, ZeroShot
 from gera.data.common import (PHOTO_TEMPLATES, check_budget, index_array, n_val_pairs,
                               pairs_array, prompts_for, text_key)
 from gera.errors import GeraError
+from gera.images import BadImage, check_image, open_image
 
 CSV_NAME = "captions.csv"
 AUDIO_CSV_NAME = "transcripts.csv"
@@ -30,69 +35,85 @@ MIN_PAIRS = 5
 _SHOWN_PROBLEMS = 8
 # Zero-shot prompts for spoken labels (the same as the spoken-words task's).
 SPEECH_TEMPLATES = ("{}", "the word {}", "someone saying {}")
+OUTSIDE = "outside the dataset folder"
 
 
 @dataclass
 class _Rows:
     """What validation keeps: distinct images, distinct captions, and the pairs between them."""
 
-    image_paths: list[Path] = field(default_factory=list)  # per A item
+    image_paths: list[Path] = field(default_factory=list)  # per A item, resolved
+    image_names: list[str] = field(default_factory=list)  # per A item, as the CSV names it
     image_keys: list[str] = field(default_factory=list)
     image_labels: list[Optional[str]] = field(default_factory=list)
     captions: list[str] = field(default_factory=list)  # per B item
     pairs: set[tuple[int, int]] = field(default_factory=set)
 
 
+def inside(root: Path, rel: str) -> Optional[Path]:
+    """``root / rel`` resolved (links followed) if that lies inside ``root`` (itself resolved),
+    else None: absolute paths, ``..`` and links pointing out all land outside."""
+    try:
+        path = (root / rel).resolve()
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a link loop
+        return None
+    return path if path.is_relative_to(root) else None
+
+
+def _file_key(path: Path) -> str:
+    """``"file:" + sha1(bytes)``, read a block at a time."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return "file:" + digest.hexdigest()
+
+
 def _image_key(path: Path) -> tuple[Optional[str], Optional[str]]:
-    """``("file:" + sha1(bytes), None)`` for a readable image, else ``(None, why)``."""
+    """``(file key, None)`` for an image ``open_image`` accepts, else ``(None, why)``. Checks
+    headers and structure without decoding pixels: cheap, though a truncated JPEG passes
+    (loading reports those)."""
     if not path.is_file():
         return None, "not found"
-    data = path.read_bytes()
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            # Checks the structure without decoding pixels: cheap, but it cannot see every kind
-            # of damage (a truncated JPEG passes); loading reports those.
-            img.verify()
-    except UnidentifiedImageError:
-        return None, "not in an image format PIL can read"
-    except Exception as err:  # PIL raises many types for broken files
-        return None, f"a damaged image ({type(err).__name__}: {err})"
-    return "file:" + hashlib.sha1(data).hexdigest(), None
+        check_image(path)
+    except BadImage as err:
+        return None, err.why
+    return _file_key(path), None
 
 
 def _audio_key(path: Path) -> tuple[Optional[str], Optional[str]]:
-    """``("file:" + sha1(bytes), None)`` for a usable clip, else ``(None, why)``. Decodes the
-    whole file: silence and over-long clips only show there, and they must fail up front."""
+    """``(file key, None)`` for a usable clip, else ``(None, why)``. Decodes the clip (at most
+    30 s of it): silence only shows there, and it must fail up front."""
     if not path.is_file():
         return None, "not found"
     try:
         load_audio(path)
     except BadAudio as err:
         return None, err.why
-    return "file:" + hashlib.sha1(path.read_bytes()).hexdigest(), None
+    return _file_key(path), None
 
 
-def _load_image(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            # Honour EXIF rotation: a phone photo should reach the encoder upright.
-            return ImageOps.exif_transpose(img).convert("RGB")
-    except (OSError, SyntaxError, ValueError) as err:
-        raise GeraError(f"Image {path} cannot be decoded ({err}). Replace the file or remove its "
-                        f"rows from {CSV_NAME}.") from None
+def _load_image(path: Path, name: str) -> object:
+    return open_image(path, f"Image '{name}' of the folder dataset")
+
+
+def _load_audio(path: Path, name: str) -> object:
+    return load_audio(path, f"Audio file '{name}' of the folder dataset")
 
 
 @dataclass(frozen=True)
 class Layout:
     """One kind of folder dataset: its CSV, column names, modality, and how files are checked
-    (``key``: path → (item key, None) or (None, why)) and loaded (``load``: path → item)."""
+    (``key``: path → (item key, None) or (None, why)) and loaded (``load``: (path, the name the
+    CSV gives it) → item)."""
 
     csv_name: str
     media: str  # the file column, also the noun in messages: "image" | "audio"
     text: str  # the text column: "caption" | "transcript"
     modality: str
     key: Callable[[Path], tuple[Optional[str], Optional[str]]]
-    load: Callable[[Path], object]
+    load: Callable[[Path, str], object]
     files_ok: str  # what a good file is, for the fix message
     templates: tuple[str, ...]
 
@@ -105,10 +126,11 @@ class Layout:
 
 
 IMAGES = Layout(CSV_NAME, "image", "caption", "image", _image_key, _load_image,
-                "exist and open with PIL", tuple(PHOTO_TEMPLATES))
-AUDIO = Layout(AUDIO_CSV_NAME, "audio", "transcript", "speech", _audio_key, load_audio,
-               "exist, decode (wav, flac, mp3 or ogg), hold sound and last at most 30 s",
-               SPEECH_TEMPLATES)
+                "lie inside the folder and are PNG, JPEG, WebP, GIF or BMP images of at most 40 "
+                "megapixels", tuple(PHOTO_TEMPLATES))
+AUDIO = Layout(AUDIO_CSV_NAME, "audio", "transcript", "speech", _audio_key, _load_audio,
+               "lie inside the folder, decode (wav, flac, mp3 or ogg), are mono or stereo, hold "
+               "sound and last at most 30 s", SPEECH_TEMPLATES)
 
 
 def _problem_error(root: Path, problems: list[str], layout: Layout) -> GeraError:
@@ -133,6 +155,9 @@ def _read_table(root: Path, layout: Layout) -> tuple[list[str], list[tuple[int, 
         raise GeraError(f"{csv_path} is missing. Put a {layout.csv_name} in the folder with the "
                         f"header `{media},{column}` (optionally `,label`) and one row per "
                         f"{media}–{column} pair.{other}")
+    if inside(root, layout.csv_name) is None:  # a link to a file elsewhere
+        raise GeraError(f"{layout.csv_name} in {root} is a link to a file {OUTSIDE}. Put the "
+                        f"CSV file itself in the folder.")
     try:
         text = csv_path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
@@ -156,6 +181,7 @@ def _read_table(root: Path, layout: Layout) -> tuple[list[str], list[tuple[int, 
 
 def validate(root: Path, layout: Layout = IMAGES) -> _Rows:
     """Read and check the whole folder; raise one ``GeraError`` listing every problem found."""
+    root = Path(root).resolve()
     header, rows = _read_table(root, layout)
     media, text = layout.media, layout.text
     col = {name: header.index(name) for name in (media, text, "label") if name in header}
@@ -178,8 +204,10 @@ def validate(root: Path, layout: Layout = IMAGES) -> _Rows:
         if not rel:
             problems.append(f"line {line}: empty {media} path")
             continue
+        path = inside(root, rel)
         if rel not in key_of_path:
-            key_of_path[rel] = layout.key(root / rel)
+            # Outside first, before anything touches the file: the same answer whether it exists.
+            key_of_path[rel] = (None, OUTSIDE) if path is None else layout.key(path)
         key, why = key_of_path[rel]
         if key is None:
             problems.append(f"line {line}: {media} '{rel}' is {why}")
@@ -188,7 +216,8 @@ def validate(root: Path, layout: Layout = IMAGES) -> _Rows:
             continue
         if key not in a_of_key:
             a_of_key[key] = len(out.image_keys)
-            out.image_paths.append(root / rel)
+            out.image_paths.append(path)
+            out.image_names.append(rel)
             out.image_keys.append(key)
             out.image_labels.append(label)
         a = a_of_key[key]
@@ -247,6 +276,7 @@ class FolderTask(Task):
         self.description = f"Your pairs from {root / layout.csv_name}."
         self.templates = list(layout.templates if templates is None else templates)
         self.image_paths = rows.image_paths
+        self.image_names = rows.image_names
         self.captions = rows.captions
         self.pairs = np.array(sorted(rows.pairs), dtype=np.int64)
         self.a = ItemSet(layout.modality, rows.image_keys, self._load_images)
@@ -271,7 +301,7 @@ class FolderTask(Task):
         self._row_end = np.searchsorted(self.pairs[:, 0], np.arange(n_images), side="right")
 
     def _load_images(self, indices: Sequence[int]) -> list:
-        return [self.layout.load(self.image_paths[i]) for i in indices]
+        return [self.layout.load(self.image_paths[i], self.image_names[i]) for i in indices]
 
     def _load_captions(self, indices: Sequence[int]) -> list:
         return [self.captions[i] for i in indices]

@@ -16,9 +16,10 @@ from PIL import Image
 
 from gera.encoders.batched import BatchedEncoder
 from gera.encoders.hub import fingerprint, hub_access, is_local
-from gera.encoders.image import check_images, to_rgb
+from gera.encoders.image import check_images
 from gera.encoders.text import TextEncoder
 from gera.errors import GeraError
+from gera.images import to_rgb
 
 _SCHEMAS = ("hf-hub:", "local-dir:")
 
