@@ -337,3 +337,68 @@ def test_a_folder_of_1024_photos_embeds_within_a_memory_bound(tmp_path):
     # Unbatched, the chunk's 1,024 full-size 3-megapixel photos alone would hold 9.7 GB.
     assert result["outcome"] == "accepted: (1024, 3)"
     assert result["peak_growth_mb"] < 400
+
+
+# --- task options a visitor may set -------------------------------------------------------------
+
+@pytest.mark.parametrize("task, text, problem", [
+    ("fashion-mnist", "data_dir=/etc", "'data_dir' cannot be set here"),
+    ("emoji", "font_path=/usr/share/fonts/x.ttf", "'font_path' cannot be set here"),
+    ("spoken-words", "speech_dir=/tmp/x", "'speech_dir' cannot be set here"),
+    ("folder:/srv/pairs", "templates={:>999999999}", "'templates' cannot be set here"),
+    ("spoken-words", "test_set={:>999999999}", "test_set must be one of all, words"),
+    ("fashion-mnist", "n_test=99", "n_test must be a whole number from 100 to 10000"),
+    ("fashion-mnist", "n_test=10001", "from 100 to 10000"),
+    ("fashion-mnist", "n_test=2²", "from 100 to 10000"),
+    ("fashion-mnist", "n_test=٣٠٠", "from 100 to 10000"),  # Arabic-Indic digits: int() takes them
+    ("fashion-mnist", "n_test=2_000", "from 100 to 10000"),
+    ("folder:/srv/pairs", "test_fraction=nan", "a number from 0.1 to 0.5"),
+    ("emoji", "colour=red", "'colour' cannot be set here"),
+    ("emoji", "seed=1, seed=2", "given twice"),
+    ("emoji", "seed", "must look like name=value"),
+    ("cifar10", "seed=1", "Unknown task 'cifar10'"),
+])
+def test_public_task_options_refuse_all_but_the_allow_list(task, text, problem):
+    from gera.data import parse_public_task_options
+
+    with pytest.raises(GeraError, match=problem) as err:
+        parse_public_task_options(task, text)
+    if "cannot be set" in problem:  # the message lists what may be set, with ranges
+        assert "accepts:" in str(err.value)
+        assert " from " in str(err.value) or "one of" in str(err.value)
+    assert "/srv/pairs" not in str(err.value)
+
+
+def test_public_task_options_accept_the_allow_list():
+    from gera.data import parse_public_task_options
+
+    assert parse_public_task_options("fashion-mnist", "n_test=2000") == {"n_test": 2000}
+    assert parse_public_task_options("emoji", " seed=3 , held_out_fraction=0.3,") == \
+        {"seed": 3, "held_out_fraction": 0.3}
+    assert parse_public_task_options("spoken-words", "engines=piper+espeak-ng, test_set=words") \
+        == {"engines": ("espeak-ng", "piper"), "test_set": "words"}
+    assert parse_public_task_options("folder:/any", "") == {}
+
+
+def test_no_public_option_is_a_path_or_a_template():
+    import inspect
+
+    from gera.data import _BUILTIN
+    from gera.data.folder import FolderTask
+    from gera.data.options import Choice, DecimalNumber, WholeNumber
+
+    dangerous = {"path", "data_dir", "font_path", "speech_dir", "sounds_dir", "transcripts",
+                 "templates"}
+    for task in [*_BUILTIN.values(), FolderTask]:
+        parameters = inspect.signature(task).parameters
+        assert task.public_options, task
+        for key, option in task.public_options.items():
+            assert key in parameters and key not in dangerous, (task, key)
+            assert isinstance(option, (WholeNumber, DecimalNumber, Choice)), (task, key)
+
+
+def test_the_cli_keeps_full_freedom():
+    from gera.data import parse_task_options
+
+    assert parse_task_options(["data_dir=/data/fmnist", "n_test=3"]) == \
+        {"data_dir": "/data/fmnist", "n_test": 3}

@@ -26,6 +26,7 @@ from gera.audio import BadAudio, load_audio
 from gera.data.base import ItemSet, Split, Task, ZeroShot
 from gera.data.common import (PHOTO_TEMPLATES, check_budget, index_array, n_val_pairs,
                               pairs_array, prompts_for, text_key)
+from gera.data.options import DecimalNumber, WholeNumber
 from gera.errors import GeraError
 from gera.images import BadImage, check_image, open_image
 
@@ -263,6 +264,9 @@ class FolderTask(Task):
         the layout's: photo templates for images, spoken-word templates for audio).
     layout : ``IMAGES`` (default) or ``AUDIO``.
     """
+
+    # Not templates (str.format strings).
+    public_options = {"test_fraction": DecimalNumber(0.1, 0.5), "seed": WholeNumber(0, 9999)}
 
     def __init__(self, path: str | Path, test_fraction: float = 0.2, seed: int = 0,
                  templates: Optional[Sequence[str]] = None, layout: Layout = IMAGES):

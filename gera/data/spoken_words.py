@@ -31,6 +31,7 @@ from gera.data.common import (check_budget, index_array, n_val_pairs, pairs_arra
 from gera.data.emoji_render import DEFAULT_FONT, font_inventory
 from gera.data.fashion_mnist import CLASS_NAMES as FASHION_NAMES
 from gera.audio import SAMPLE_RATE, check_clip, load_audio, resample
+from gera.data.options import Choice
 from gera.errors import GeraError
 from gera.paths import speech_root
 
@@ -405,6 +406,9 @@ class SpokenWords(Task):
     val_metric = "retrieval"
     default_unpaired_a = 1000
     default_unpaired_b = 5000
+    # Not speech_dir, sounds_dir, transcripts or font_path: paths.
+    public_options = {"test_set": Choice(("all", "words")),
+                      "engines": Choice(ENGINES, several=True)}
 
     def __init__(self, engines: Sequence[str] = ENGINES, test_set: str = "all",
                  speech_dir: Optional[str | Path] = None, sounds_dir: str | Path = SOUNDS_DIR,
