@@ -15,6 +15,7 @@ import sys
 import textwrap
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -402,3 +403,222 @@ def test_the_cli_keeps_full_freedom():
 
     assert parse_task_options(["data_dir=/data/fmnist", "n_test=3"]) == \
         {"data_dir": "/data/fmnist", "n_test": 3}
+
+
+# --- encoders a visitor may pick, and how hub models are loaded ---------------------------------
+
+OFFERED = ["mobilenet_v2", "minilm", "hf:gera-test/small-bert", "openclip:ViT-B-32:openai"]
+
+
+@pytest.mark.parametrize("name, canonical", [
+    ("mobilenet_v2:112", "mobilenet_v2"),  # one spelling per encoder
+    (" hf:gera-test/small-bert ", "hf:gera-test/small-bert"),
+    ("openclip:ViT-B-32:openai", "openclip:ViT-B-32:openai"),
+])
+def test_check_allowed_gives_the_canonical_name(name, canonical):
+    from gera.encoders import check_allowed
+
+    assert check_allowed(name, OFFERED) == canonical
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("hf:/etc", "loads model files from this machine"),
+    ("hf:./models/bert", "loads model files from this machine"),
+    ("hf:~/models/bert", "loads model files from this machine"),
+    ("hf:gera-test/small-bert/../../x", "loads model files from this machine"),
+    ("openclip:local-dir:/srv/models/clip", "loads model files from this machine"),
+    ("openclip:ViT-B-32:/srv/weights.pt", "loads model files from this machine"),
+    ("efficientnet_lite0", "is not offered here"),
+    ("hf:gera-test/other", "is not offered here"),
+    ("resnet9000", "is not offered here"),
+    ("mobilenet_v2:huge", "is not offered here"),
+])
+def test_check_allowed_refuses_with_the_list(name, problem):
+    from gera.encoders import check_allowed
+
+    with pytest.raises(GeraError, match=problem) as err:
+        check_allowed(name, OFFERED)
+    assert "Choose one of: " + ", ".join(OFFERED) in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A randomly initialised two-layer BERT with a tokenizer, saved as safetensors."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "photo", "of", "cat", "dog"]
+    BertTokenizer(vocab={w: i for i, w in enumerate(words)}).save_pretrained(path)
+    config = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(path)
+    assert (path / "model.safetensors").is_file()
+    return path
+
+
+def test_check_allowed_never_lets_a_local_folder_through(tiny_bert):
+    from gera.encoders import check_allowed
+
+    with pytest.raises(GeraError, match="from this machine"):
+        check_allowed(f"hf:{tiny_bert}", [f"hf:{tiny_bert}", "minilm"])
+
+
+class HubLoads:
+    """Stands in for the Hub: every transformers ``from_pretrained`` is recorded, Hub ids are
+    served from local folders, and ``model_info`` reports the sizes given."""
+
+    CLASSES = ("AutoConfig", "AutoModel", "AutoTokenizer", "AutoImageProcessor",
+               "AutoFeatureExtractor")
+
+    def __init__(self, monkeypatch, folders: dict[str, Path], sizes: dict[str, dict[str, int]],
+                 reachable: bool):
+        import huggingface_hub
+        import transformers
+        from huggingface_hub import constants
+
+        import gera.encoders.hub as hub
+
+        self.calls: list[tuple[str, str, dict]] = []
+        self.sizes_asked: list[str] = []
+        self._depth = 0
+        monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: reachable)
+        for cls_name in self.CLASSES:
+            cls = getattr(transformers, cls_name)
+            original = cls.from_pretrained
+
+            def record(source, *args, _name=cls_name, _original=original, **kwargs):
+                # Checked during the load: the library-wide switch is never flipped.
+                assert constants.HF_HUB_OFFLINE is False
+                if not self._depth:  # gera's calls, not transformers' calls to itself
+                    self.calls.append((_name, str(source), kwargs))
+                self._depth += 1
+                try:
+                    return _original(str(folders.get(str(source), source)), *args, **kwargs)
+                finally:
+                    self._depth -= 1
+
+            monkeypatch.setattr(cls, "from_pretrained", record)
+
+        def model_info(api, repo_id, files_metadata=False, **kwargs):
+            assert files_metadata
+            self.sizes_asked.append(repo_id)
+            siblings = [SimpleNamespace(rfilename=f, size=n) for f, n in sizes[repo_id].items()]
+            return SimpleNamespace(siblings=siblings)
+
+        monkeypatch.setattr(huggingface_hub.HfApi, "model_info", model_info)
+
+
+def test_hub_models_load_without_remote_code_or_pickles(monkeypatch, tiny_bert):
+    from gera.encoders import get_encoder
+
+    loads = HubLoads(monkeypatch, {"gera-test/small-bert": tiny_bert},
+                     {"gera-test/small-bert": {"model.safetensors": 500_000, "vocab.txt": 100}},
+                     reachable=True)
+    encoder = get_encoder("hf:gera-test/small-bert", device="cpu")
+    assert encoder.embed(["a photo of a cat"]).shape == (1, 32)
+    assert {name for name, _, _ in loads.calls} == {"AutoConfig", "AutoModel", "AutoTokenizer"}
+    for name, source, kwargs in loads.calls:
+        assert source == "gera-test/small-bert"
+        assert kwargs["trust_remote_code"] is False and kwargs["local_files_only"] is False
+        if name == "AutoModel":
+            assert kwargs["use_safetensors"] is True
+    assert set(loads.sizes_asked) == {"gera-test/small-bert"}  # asked before downloading
+
+
+def test_pickled_weights_are_refused(monkeypatch, tmp_path, tiny_bert):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from gera.encoders import get_encoder
+
+    pickled = tmp_path / "pickled-bert"
+    shutil.copytree(tiny_bert, pickled)
+    torch.save(load_file(pickled / "model.safetensors"), pickled / "pytorch_model.bin")
+    (pickled / "model.safetensors").unlink()
+    with pytest.raises(GeraError, match="could not be loaded"):
+        get_encoder(f"hf:{pickled}", device="cpu")
+    HubLoads(monkeypatch, {}, {"gera-test/pickled": {"pytorch_model.bin": 500_000}},
+             reachable=True)
+    with pytest.raises(GeraError, match="no .safetensors weights"):
+        get_encoder("hf:gera-test/pickled", device="cpu")
+
+
+def test_a_model_over_the_size_limit_is_refused_before_any_download(monkeypatch, tiny_bert):
+    from gera.encoders import get_encoder
+    from gera.encoders.hub import check_download_size
+
+    sizes = {"gera-test/huge": {"model-00001-of-00002.safetensors": 4 * 10 ** 9,
+                                "model-00002-of-00002.safetensors": 3 * 10 ** 9,
+                                "pytorch_model.bin": 7 * 10 ** 9},
+             "gera-test/medium": {"model.safetensors": 10 ** 9}}
+    loads = HubLoads(monkeypatch, {"gera-test/medium": tiny_bert}, sizes, reachable=True)
+    with pytest.raises(GeraError, match=r"holds 7.0 GB of weights, over the 2.0 GB limit"):
+        get_encoder("hf:gera-test/huge", device="cpu")
+    assert loads.calls == []  # nothing was fetched, not even the config
+    monkeypatch.setenv("GERA_MAX_MODEL_BYTES", str(500 * 10 ** 6))
+    with pytest.raises(GeraError, match=r"1.0 GB of weights, over the 0.5 GB limit"):
+        get_encoder("hf:gera-test/medium", device="cpu")
+    assert check_download_size("x", "gera-test/medium", max_bytes=2 * 10 ** 9) == 10 ** 9
+
+
+def test_local_folders_are_not_size_checked(monkeypatch, tiny_bert):
+    from gera.encoders import get_encoder
+
+    loads = HubLoads(monkeypatch, {}, {}, reachable=True)
+    monkeypatch.setenv("GERA_MAX_MODEL_BYTES", "1")
+    assert get_encoder(f"hf:{tiny_bert}", modality="text", device="cpu").dim == 32
+    assert loads.sizes_asked == []
+
+
+def test_an_offline_load_is_offline_for_that_call_only(monkeypatch, tiny_bert):
+    from huggingface_hub import constants
+
+    from gera.encoders import get_encoder
+
+    before = constants.HF_HUB_OFFLINE
+    loads = HubLoads(monkeypatch, {"gera-test/cached-bert": tiny_bert}, {}, reachable=False)
+    encoder = get_encoder("hf:gera-test/cached-bert", device="cpu")
+    assert encoder.dim == 32
+    assert loads.calls and all(kwargs["local_files_only"] is True for _, _, kwargs in loads.calls)
+    assert loads.sizes_asked == []  # nothing to download, nothing to ask
+    assert constants.HF_HUB_OFFLINE is before
+
+
+def test_an_offline_open_clip_load_uses_the_cache_for_that_call_only(monkeypatch, tmp_path):
+    import huggingface_hub
+    import open_clip
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+
+    import gera.encoders.hub as hub
+    from gera.encoders import get_encoder
+
+    model_cfg = {"embed_dim": 16,
+                 "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
+                 "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32,
+                              "heads": 2, "layers": 1}}
+    (tmp_path / "gera-offline-clip.json").write_text(json.dumps(model_cfg))
+    open_clip.add_model_config(tmp_path / "gera-offline-clip.json")
+    snapshot = tmp_path / "snapshot"  # what a cached hf-hub:gera-test/tiny-clip looks like
+    snapshot.mkdir()
+    (snapshot / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg}))
+    save_file(open_clip.create_model("gera-offline-clip").state_dict(),
+              snapshot / "open_clip_model.safetensors")
+
+    asked = []
+
+    def cached_snapshot(repo_id, local_files_only=False, **kwargs):
+        assert constants.HF_HUB_OFFLINE is False
+        asked.append((repo_id, local_files_only))
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", cached_snapshot)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
+    before = constants.HF_HUB_OFFLINE
+    encoder = get_encoder("openclip:hf-hub:gera-test/tiny-clip", device="cpu")
+    assert encoder.embed([Image.new("RGB", (40, 40))]).shape == (1, 16)
+    assert asked == [("gera-test/tiny-clip", True)] and constants.HF_HUB_OFFLINE is before

@@ -193,7 +193,10 @@ def load_hf_image(name: str, source: str, device: torch.device) -> HFImageEncode
     """``AutoModel`` + ``AutoImageProcessor`` from a Hub id or local folder ``source``."""
     from transformers import AutoImageProcessor, AutoModel
 
-    with hf_access(name, source):
-        model = AutoModel.from_pretrained(source, dtype=torch.float32)
-        processor = AutoImageProcessor.from_pretrained(source)
+    with hf_access(name, source) as local_only:
+        # Never code from the repo, never pickled weights; cached files only when offline.
+        model = AutoModel.from_pretrained(source, dtype=torch.float32, trust_remote_code=False,
+                                          use_safetensors=True, local_files_only=local_only)
+        processor = AutoImageProcessor.from_pretrained(source, trust_remote_code=False,
+                                                       local_files_only=local_only)
     return HFImageEncoder(name, model, processor, device, revision(source, model))

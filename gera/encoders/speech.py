@@ -422,9 +422,12 @@ def load_hf_speech(name: str, source: str, device: torch.device) -> HFSpeechEnco
     """``AutoModel`` + ``AutoFeatureExtractor`` from a Hub id or local folder ``source``."""
     from transformers import AutoFeatureExtractor, AutoModel
 
-    with hf_access(name, source):
-        model = AutoModel.from_pretrained(source, dtype=torch.float32)
-        extractor = AutoFeatureExtractor.from_pretrained(source)
+    with hf_access(name, source) as local_only:
+        # Never code from the repo, never pickled weights; cached files only when offline.
+        model = AutoModel.from_pretrained(source, dtype=torch.float32, trust_remote_code=False,
+                                          use_safetensors=True, local_files_only=local_only)
+        extractor = AutoFeatureExtractor.from_pretrained(source, trust_remote_code=False,
+                                                         local_files_only=local_only)
     if getattr(extractor, "sampling_rate", SAMPLE_RATE) != SAMPLE_RATE:
         raise GeraError(f"Encoder '{name}' expects {extractor.sampling_rate} Hz audio; speech "
                         f"items are {SAMPLE_RATE} Hz. Pick a 16 kHz speech model.")
