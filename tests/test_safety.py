@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 from gera import paths
 from gera.audio import SAMPLE_RATE, load_audio
 from gera.data import get_task
+from gera.encoders.base import Encoder
 from gera.errors import GeraError
 from gera.images import MAX_SIDE, open_image
 
@@ -622,3 +623,189 @@ def test_an_offline_open_clip_load_uses_the_cache_for_that_call_only(monkeypatch
     encoder = get_encoder("openclip:hf-hub:gera-test/tiny-clip", device="cpu")
     assert encoder.embed([Image.new("RGB", (40, 40))]).shape == (1, 16)
     assert asked == [("gera-test/tiny-clip", True)] and constants.HF_HUB_OFFLINE is before
+
+
+# --- the embedding cache, shared by many users ---------------------------------------------------
+
+class HashEncoder(Encoder):
+    """A text 'encoder' with deterministic 4-d rows from a hash; records what it embeds, and
+    gives NaN rows for the texts in ``broken``."""
+
+    name, modality, dim, version = "hash", "text", 4, "1"
+
+    def __init__(self, broken=()):
+        self.embedded: list[str] = []
+        self.broken = set(broken)
+
+    def embed(self, items, batch_size=64, progress=None):
+        items = list(items)
+        self.embedded.extend(items)
+        rows = [np.full(4, np.nan, np.float32) if t in self.broken else hashed(t) for t in items]
+        return np.stack(rows) if rows else np.empty((0, 4), np.float32)
+
+
+def hashed(text: str) -> np.ndarray:
+    import hashlib
+
+    return np.frombuffer(hashlib.sha256(text.encode()).digest()[:16], np.uint32) \
+        .astype(np.float32) / 2 ** 32
+
+
+def texts(n: int, prefix: str = "item"):
+    from gera.data.base import ItemSet
+
+    return ItemSet("text", [f"test:{prefix}:{i}" for i in range(n)],
+                   lambda indices: [f"{prefix} {i}" for i in indices])
+
+
+def chunk_files(root: Path) -> list[Path]:
+    return sorted(root.glob("*/chunk-*.npz"))
+
+
+@pytest.mark.parametrize("code", ["EMFILE", "EACCES", "ENOSPC"])
+def test_a_chunk_unreadable_for_a_passing_reason_is_kept(tmp_path, monkeypatch, code):
+    import errno
+
+    import gera.cache as cache_module
+    from gera.cache import EmbeddingCache
+
+    encoder, items = HashEncoder(), texts(10)
+    EmbeddingCache(tmp_path, chunk_items=5).embed(encoder, items, np.arange(10))
+    kept = chunk_files(tmp_path)
+    assert len(kept) == 2
+    cache = EmbeddingCache(tmp_path)
+    assert cache.count(encoder) == 10  # indexed while readable
+    number = getattr(errno, code)
+
+    def cannot_read(path, *args, **kwargs):
+        raise OSError(number, os.strerror(number), str(path))
+
+    monkeypatch.setattr(cache_module.np, "load", cannot_read)
+    with pytest.warns(RuntimeWarning, match="Could not read .* the file is kept"):
+        out = cache.embed(encoder, items, np.arange(10))  # reading a chunk fails
+    np.testing.assert_array_equal(out, np.stack([hashed(f"item {i}") for i in range(10)]))
+    monkeypatch.setattr(cache_module, "_STORES", {})  # a new process: indexing fails
+    with pytest.warns(RuntimeWarning, match="Could not read"):
+        EmbeddingCache(tmp_path).count(encoder)
+    assert all(path.exists() for path in kept)
+    monkeypatch.undo()
+    monkeypatch.setattr(cache_module, "_STORES", {})
+    for path in set(chunk_files(tmp_path)) - set(kept):
+        path.unlink()  # only the kept chunks are left to serve the items
+    encoder.embedded.clear()
+    EmbeddingCache(tmp_path).embed(encoder, items, np.arange(10))
+    assert encoder.embedded == []
+
+
+def test_concurrent_writers_and_a_cleaner_keep_the_index_whole(tmp_path):
+    """Six app users embedding at once while chunks vanish (another process evicts): no crash,
+    and every chunk on disk is in the index. Without locks this fails nearly every run
+    ('dictionary changed size during iteration', lost entries)."""
+    import random
+    import threading
+
+    from gera.cache import EmbeddingCache
+
+    encoder, cache = HashEncoder(), EmbeddingCache(tmp_path, chunk_items=1)
+    errors, stop = [], threading.Event()
+
+    def writer(w: int):
+        try:
+            items = texts(80, prefix=f"writer{w}")
+            for i in range(80):
+                cache.embed(encoder, items, np.array([i]), progress=lambda *_: None)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+
+    def cleaner():
+        rng = random.Random(0)
+        try:
+            while not stop.is_set():
+                present = list(cache.folder(encoder).glob("chunk-*.npz"))
+                if present:
+                    rng.choice(present).unlink(missing_ok=True)
+                cache.count(encoder)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(repr(exc))
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so races show up in a short test
+    try:
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(6)]
+        sweeper = threading.Thread(target=cleaner)
+        for thread in [*threads, sweeper]:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        stop.set()
+        sweeper.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert errors == []
+    store = cache._store(encoder)
+    for path in chunk_files(tmp_path):
+        with np.load(path) as npz:
+            assert all(str(key) in store.index for key in npz["keys"]), path.name
+
+
+def test_writes_wait_for_the_cross_process_cache_lock(tmp_path):
+    import fcntl
+    import threading
+    import time
+
+    from gera.cache import LOCK_NAME, EmbeddingCache
+
+    encoder, cache = HashEncoder(), EmbeddingCache(tmp_path)
+    cache.embed(encoder, texts(1), np.arange(1))  # the folder exists
+    with open(tmp_path / LOCK_NAME, "ab") as other_process:  # another open = another holder
+        fcntl.flock(other_process, fcntl.LOCK_EX)
+        writer = threading.Thread(target=cache.embed, args=(encoder, texts(3), np.arange(1, 3)),
+                                  kwargs={"progress": lambda *_: None})
+        writer.start()
+        time.sleep(0.5)
+        assert writer.is_alive() and len(chunk_files(tmp_path)) == 1  # waiting to write
+        fcntl.flock(other_process, fcntl.LOCK_UN)
+    writer.join(10)
+    assert not writer.is_alive() and len(chunk_files(tmp_path)) == 2
+
+
+def test_the_cache_cap_evicts_the_least_recently_used_chunks(tmp_path, monkeypatch):
+    import time
+
+    from gera.cache import EmbeddingCache
+
+    encoder, items = HashEncoder(), texts(8)
+    EmbeddingCache(tmp_path, chunk_items=2).embed(encoder, items, np.arange(2))
+    size = chunk_files(tmp_path)[0].stat().st_size  # every chunk of 2 rows is this size
+    cache = EmbeddingCache(tmp_path, chunk_items=2, max_bytes=3 * size)
+    for start in (2, 4):  # chunks {0,1}, {2,3}, {4,5}: at the cap
+        time.sleep(0.02)
+        cache.embed(encoder, items, np.arange(start, start + 2))
+    time.sleep(0.02)
+    cache.embed(encoder, items, np.arange(2))  # a read: {0,1} is now the most recently used
+    time.sleep(0.02)
+    encoder.embedded.clear()
+    cache.embed(encoder, items, np.arange(6, 8))  # a fourth chunk: one must go
+    assert sum(p.stat().st_size for p in chunk_files(tmp_path)) <= 3 * size
+    assert len(chunk_files(tmp_path)) == 3
+    encoder.embedded.clear()
+    cache.embed(encoder, items, np.arange(8))
+    assert encoder.embedded == ["item 2", "item 3"]  # the least recently used chunk was evicted
+
+    monkeypatch.setenv("GERA_CACHE_MAX_BYTES", "123456")
+    assert EmbeddingCache(tmp_path).max_bytes == 123456
+    monkeypatch.delenv("GERA_CACHE_MAX_BYTES")
+    assert EmbeddingCache(tmp_path).max_bytes is None  # unset: unbounded
+
+
+def test_nan_embeddings_never_enter_the_cache(tmp_path):
+    from gera.cache import EmbeddingCache
+
+    encoder, items = HashEncoder(broken={"item 3", "item 7"}), texts(10)
+    with pytest.raises(GeraError, match=r"NaN or infinite values for 2 item\(s\) \(item 3 first\)"):
+        EmbeddingCache(tmp_path).embed(encoder, items, np.arange(10))
+    for path in chunk_files(tmp_path):
+        with np.load(path) as npz:
+            assert np.isfinite(npz["emb"]).all()
+            assert {"test:item:3", "test:item:7"}.isdisjoint(map(str, npz["keys"]))
+    assert EmbeddingCache(tmp_path).count(encoder) == 8  # the good rows were kept
