@@ -809,3 +809,115 @@ def test_nan_embeddings_never_enter_the_cache(tmp_path):
             assert np.isfinite(npz["emb"]).all()
             assert {"test:item:3", "test:item:7"}.isdisjoint(map(str, npz["keys"]))
     assert EmbeddingCache(tmp_path).count(encoder) == 8  # the good rows were kept
+
+
+# --- uploads ------------------------------------------------------------------------------------
+
+def pairs_zip(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(zipfile.ZipInfo(name) if name in ("", ".") else name, data)
+        for name, target in (links or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o120777 << 16)  # a symlink
+            zf.writestr(info, target)
+    return path
+
+
+def png_bytes(colour: tuple[int, int, int], width: int = 20) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, 16), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def good_members(n: int = 6) -> dict[str, bytes]:
+    members = {f"pairs/img/{i}.png": png_bytes((30 * i, 0, 0), 20 + i) for i in range(n)}
+    rows = "".join(f"img/{i}.png,picture {i}\n" for i in range(n))
+    members["pairs/captions.csv"] = ("image,caption\n" + rows).encode()
+    return members
+
+
+def test_an_empty_member_name_is_a_clear_error(tmp_path):
+    from gera.ui.uploads import unpack_pairs_zip
+
+    upload = pairs_zip(tmp_path / "empty-name.zip", {**good_members(), "": b"x"})
+    with pytest.raises(GeraError, match="an entry with an empty name"):
+        unpack_pairs_zip(upload, tmp_path / "uploads")
+    assert not any((tmp_path / "uploads").iterdir())
+
+
+@pytest.mark.parametrize("case, problem", [
+    ("escaping member", "outside its own folder"),
+    ("link member", "holds a link"),
+    ("too big", "unpacks to more than"),
+    ("no csv", "holds no captions.csv"),
+    ("csv path outside", "'../../secret.png' is outside the dataset folder"),
+    ("csv path missing", "'img/missing.png' is not found"),
+    ("not a zip", "is not a readable .zip"),
+])
+def test_a_refused_upload_leaves_nothing_behind(tmp_path, monkeypatch, case, problem):
+    import gera.ui.uploads as uploads
+
+    members = good_members()
+    links = None
+    if case == "escaping member":
+        members["../evil.txt"] = b"x"
+    elif case == "link member":
+        links = {"pairs/img/link.png": "/etc/hostname"}
+    elif case == "too big":
+        monkeypatch.setattr(uploads, "MAX_UNPACKED_BYTES", 300)
+    elif case == "no csv":
+        del members["pairs/captions.csv"]
+    elif case == "csv path outside":
+        members["pairs/captions.csv"] += b"../../secret.png,a secret\n"
+        (tmp_path / "uploads").mkdir()
+        (tmp_path / "secret.png").write_bytes(png_bytes((1, 2, 3)))
+    elif case == "csv path missing":
+        members["pairs/captions.csv"] += b"img/missing.png,not there\n"
+    upload = pairs_zip(tmp_path / f"{case}.zip", members, links)
+    if case == "not a zip":
+        upload.write_bytes(b"PK\x03\x04 truncated")
+    root = tmp_path / "uploads"
+    with pytest.raises(GeraError, match=problem) as err:
+        uploads.unpack_pairs_zip(upload, root)
+    assert str(root) not in str(err.value)
+    assert not root.exists() or list(root.iterdir()) == []  # no staging, no dest folder
+
+
+def test_an_upload_is_kept_until_removed_or_swept(tmp_path):
+    import time
+
+    from gera.ui.uploads import remove_upload, sweep_uploads, unpack_pairs_zip
+
+    root = tmp_path / "uploads"
+    first = unpack_pairs_zip(pairs_zip(tmp_path / "a.zip", good_members(6)), root)
+    second = unpack_pairs_zip(pairs_zip(tmp_path / "b.zip", good_members(7)), root)
+    assert first.name == "pairs" and first.parent.parent == root
+    assert unpack_pairs_zip(tmp_path / "a.zip", root) == first  # one folder per distinct zip
+    assert len(get_task(f"folder:{first}").a) == 6
+
+    (tmp_path / "keep-me").mkdir()
+    assert remove_upload(tmp_path / "keep-me", root) is False  # never outside the uploads
+    assert remove_upload(root, root) is False
+    assert (tmp_path / "keep-me").is_dir()
+    assert remove_upload(first, root) is True
+    assert not first.parent.exists() and second.is_dir()
+
+    stale = root / ".unpacking-crashed"  # left by a crash mid-unpack
+    stale.mkdir()
+    outside = tmp_path / "outside-target"
+    outside.mkdir()
+    (root / "a-link").symlink_to(outside)
+    old = time.time() - 7200
+    for path in (second.parent, stale):
+        os.utime(path, (old, old))
+    os.utime(root / "a-link", (old, old), follow_symlinks=False)
+    fresh = unpack_pairs_zip(pairs_zip(tmp_path / "c.zip", good_members(8)), root)
+    removed = sweep_uploads(root, max_age_s=3600)
+    assert sorted(p.name for p in removed) == sorted([second.parent.name, stale.name, "a-link"])
+    assert fresh.is_dir() and outside.is_dir()  # recent uploads and link targets stay
+    assert sweep_uploads(tmp_path / "never-made", 60) == []

@@ -134,12 +134,17 @@ AUDIO = Layout(AUDIO_CSV_NAME, "audio", "transcript", "speech", _audio_key, _loa
                "sound and last at most 30 s", SPEECH_TEMPLATES)
 
 
-def _problem_error(root: Path, problems: list[str], layout: Layout) -> GeraError:
+def _named(root: Path) -> str:
+    """How messages name a dataset folder: by its name, not its place on the server (an upload
+    lives in a temp folder a visitor should not learn about)."""
+    return f"folder dataset '{root.name}'"
+
+
+def _problem_error(what: str, problems: list[str], layout: Layout) -> GeraError:
     shown = "\n".join(f"  - {p}" for p in problems[:_SHOWN_PROBLEMS])
     more = (f"\n  … and {len(problems) - _SHOWN_PROBLEMS} more"
             if len(problems) > _SHOWN_PROBLEMS else "")
-    return GeraError(f"The folder dataset {root} has {len(problems)} problem(s):\n{shown}{more}\n"
-                     f"{layout.fix}")
+    return GeraError(f"{what} has {len(problems)} problem(s):\n{shown}{more}\n{layout.fix}")
 
 
 def _read_table(root: Path, layout: Layout) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -147,37 +152,58 @@ def _read_table(root: Path, layout: Layout) -> tuple[list[str], list[tuple[int, 
     csv_path = root / layout.csv_name
     media, column = layout.media, layout.text
     if not root.is_dir():
-        raise GeraError(f"Folder dataset {root} does not exist or is not a folder. Give the path "
+        raise GeraError(f"The {_named(root)} does not exist or is not a folder. Give the path "
                         f"of a folder that holds {CSV_NAME} and the images (or "
                         f"{AUDIO_CSV_NAME} and the audio files).")
     if not csv_path.is_file():
         other = (f" For speech, put a {AUDIO_CSV_NAME} (`audio,transcript`) there instead."
                  if layout is IMAGES else "")
-        raise GeraError(f"{csv_path} is missing. Put a {layout.csv_name} in the folder with the "
-                        f"header `{media},{column}` (optionally `,label`) and one row per "
-                        f"{media}–{column} pair.{other}")
+        raise GeraError(f"{layout.csv_name} is missing from the {_named(root)}. Put a "
+                        f"{layout.csv_name} in the folder with the header `{media},{column}` "
+                        f"(optionally `,label`) and one row per {media}–{column} pair.{other}")
     if inside(root, layout.csv_name) is None:  # a link to a file elsewhere
-        raise GeraError(f"{layout.csv_name} in {root} is a link to a file {OUTSIDE}. Put the "
-                        f"CSV file itself in the folder.")
+        raise GeraError(f"{layout.csv_name} in the {_named(root)} is a link to a file {OUTSIDE}. "
+                        "Put the CSV file itself in the folder.")
     try:
         text = csv_path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        raise GeraError(f"{csv_path} is not UTF-8 text ({err.reason} at byte {err.start}). "
+        raise GeraError(f"{layout.csv_name} is not UTF-8 text ({err.reason} at byte {err.start}). "
                         "Save it as UTF-8 CSV.") from None
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = [h.strip().lower() for h in next(reader, [])]
         rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except csv.Error as err:
-        raise GeraError(f"{csv_path} is not valid CSV (line {reader.line_num}: {err}). Quote "
+        raise GeraError(f"{layout.csv_name} is not valid CSV (line {reader.line_num}: {err}). Quote "
                         f"{column}s that contain commas, quotes or line breaks with double "
                         "quotes.") from None
     missing = [c for c in (media, column) if c not in header]
     if missing:
-        raise GeraError(f"{csv_path} lacks the column(s) {', '.join(missing)} (header found: "
+        raise GeraError(f"{layout.csv_name} lacks the column(s) {', '.join(missing)} (header found: "
                         f"{','.join(header) or 'none'}). The first row must name the columns, "
                         f"e.g. `{media},{column}` or `{media},{column},label`.")
     return header, rows
+
+
+def check_paths(root: str | Path, what: Optional[str] = None) -> None:
+    """Raise one ``GeraError`` listing the CSV rows whose file is outside the folder or missing:
+    the cheap part of ``validate`` (no file is opened), so an upload can be refused before it is
+    kept. ``what`` names the folder in the message (default: "The folder dataset '<name>'")."""
+    root = Path(root).resolve()
+    layout = layout_of(root)
+    header, rows = _read_table(root, layout)
+    column = header.index(layout.media)
+    problems = []
+    for line, row in rows:
+        rel = row[column].strip() if len(row) == len(header) else ""
+        if not rel:
+            continue  # malformed rows are validate's to report
+        path = inside(root, rel)
+        if path is None or not path.is_file():
+            why = OUTSIDE if path is None else "not found"
+            problems.append(f"line {line}: {layout.media} '{rel}' is {why}")
+    if problems:
+        raise _problem_error(what or f"The {_named(root)}", problems, layout)
 
 
 def validate(root: Path, layout: Layout = IMAGES) -> _Rows:
@@ -233,9 +259,9 @@ def validate(root: Path, layout: Layout = IMAGES) -> _Rows:
         problems.append("the label column has a single class; zero-shot needs at least two "
                         "(drop the column to evaluate by retrieval only)")
     if problems:
-        raise _problem_error(root, problems, layout)
+        raise _problem_error(f"The {_named(root)}", problems, layout)
     if len(out.pairs) < MIN_PAIRS:
-        raise GeraError(f"The folder dataset {root} has {len(out.pairs)} usable pair(s); it needs "
+        raise GeraError(f"The {_named(root)} has {len(out.pairs)} usable pair(s); it needs "
                         f"at least {MIN_PAIRS}. Add more rows to {layout.csv_name}.")
     return out
 
@@ -379,10 +405,16 @@ class FolderTask(Task):
         )
 
 
+def layout_of(root: Path) -> Layout:
+    """``AUDIO`` if the folder holds ``transcripts.csv`` (and no ``captions.csv``), else
+    ``IMAGES``."""
+    speech = (root / AUDIO_CSV_NAME).is_file() and not (root / CSV_NAME).is_file()
+    return AUDIO if speech else IMAGES
+
+
 def open_folder(path: str | Path, test_fraction: float = 0.2, seed: int = 0,
                 templates: Optional[Sequence[str]] = None) -> FolderTask:
     """``FolderTask`` of the folder at ``path``: speech if it holds ``transcripts.csv`` (and no
     ``captions.csv``), else images. Parameters as for ``FolderTask``."""
     root = Path(path).expanduser().resolve()
-    speech = (root / AUDIO_CSV_NAME).is_file() and not (root / CSV_NAME).is_file()
-    return FolderTask(root, test_fraction, seed, templates, AUDIO if speech else IMAGES)
+    return FolderTask(root, test_fraction, seed, templates, layout_of(root))
