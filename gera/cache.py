@@ -4,6 +4,18 @@ Layout: ``<root>/<encoder name>-<hash of cache_key>/`` holds ``encoder.json`` (t
 clear) and ``chunk-*.npz`` files, each with ``keys`` (item keys, unicode) and ``emb`` (float32
 rows). A chunk is written whole to a temp file and renamed into place, so readers only ever see
 complete chunks, and an interrupted run keeps every chunk it finished.
+
+Shared by many users at once (an app's sessions, several processes), so:
+
+* each folder's in-memory index has a lock, and writing a chunk or evicting old ones holds an
+  exclusive ``fcntl`` lock on ``<root>/.lock``, so concurrent writers never lose each other's
+  entries or evict from a stale listing;
+* a chunk is deleted only when it is really corrupt (it will not decode); a chunk that cannot be
+  read for a passing reason (too many open files, permissions, a full disk) stays, and its items
+  are embedded again for this call only;
+* with ``max_bytes`` (``GERA_CACHE_MAX_BYTES``) the least recently used chunks, across all
+  encoders, are deleted once the chunks exceed it (reading a chunk marks it used);
+* an embedding with NaN or inf never enters the cache.
 """
 from __future__ import annotations
 
@@ -11,12 +23,15 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 import uuid
 import warnings
 import zipfile
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -25,15 +40,21 @@ from gera.data.base import ItemSet
 from gera.encoders.base import Encoder, Progress
 from gera.errors import GeraError
 from gera.io import atomic_write
+from gera.paths import embeddings_root
 
-CHUNK_ITEMS = 1024  # items loaded, embedded and written per chunk: bounds memory and lost work
-_UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+try:
+    import fcntl
+except ImportError:  # Windows: no cross-process lock; the threading locks still hold
+    fcntl = None
 
-
-def default_cache_root() -> Path:
-    """``$GERA_CACHE_DIR``, else ``~/.cache/gera/embeddings``."""
-    env = os.environ.get("GERA_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "gera" / "embeddings"
+CHUNK_ITEMS = 1024  # items embedded and written per chunk: bounds lost work and index size
+# Items loaded at once, at most (fewer when the batch is smaller): 128 images of at most 1024 px
+# (gera.images.MAX_SIDE) hold about 300 MB.
+LOAD_ITEMS = 128
+LOCK_NAME = ".lock"
+# What decoding a damaged chunk raises. An OSError is not among them: it says the file could not
+# be read just now (EMFILE, EACCES, EIO …), not that it is bad.
+_CORRUPT = (ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 def _write_atomic(path: Path, write: Callable[[object], None]) -> None:
@@ -48,10 +69,45 @@ def _write_atomic(path: Path, write: Callable[[object], None]) -> None:
             "variable GERA_CACHE_DIR.") from exc
 
 
+@contextmanager
+def cache_lock(root: Path) -> Iterator[None]:
+    """Hold the cache's exclusive cross-process lock (``fcntl.flock`` on ``<root>/.lock``) while
+    chunks are written or evicted. Every open of the lock file is its own lock, so threads of one
+    process exclude each other too."""
+    if fcntl is None:
+        yield
+        return
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / LOCK_NAME, "ab")
+    except OSError as exc:
+        raise GeraError(f"Could not lock the embedding cache folder {root} ({exc.strerror or exc})."
+                        " Point the cache to a writable folder with the environment variable "
+                        "GERA_CACHE_DIR.") from exc
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def max_cache_bytes() -> Optional[int]:
+    """``$GERA_CACHE_MAX_BYTES`` as a number of bytes, or None (unset: no cap)."""
+    text = os.environ.get("GERA_CACHE_MAX_BYTES", "").strip()
+    if not text:
+        return None
+    if not text.isascii() or not text.isdigit():
+        raise GeraError(f"GERA_CACHE_MAX_BYTES={text!r} is not a whole number of bytes; set it "
+                        "like 5000000000 (5 GB), or unset it for no cap.")
+    return int(text)
+
+
 class _EncoderStore:
     """One encoder's folder, with an in-memory index: item key → (chunk file name, row).
 
-    Shared by every ``EmbeddingCache`` of the process (see ``_STORES``)."""
+    Shared by every ``EmbeddingCache`` of the process (see ``_STORES``); ``lock`` guards the
+    index, which several threads (app sessions) read and extend at once."""
 
     def __init__(self, folder: Path, encoder: Encoder):
         self.folder, self.dim = folder, encoder.dim
@@ -59,47 +115,68 @@ class _EncoderStore:
                       "modality": encoder.modality, "dim": encoder.dim}
         self.index: dict[str, tuple[str, int]] = {}
         self._scanned: set[str] = set()
+        self.lock = threading.RLock()
 
     def refresh(self) -> None:
         """Index chunks not seen yet (this process's first call, or written by another process);
-        forget chunks that were deleted (someone cleared the cache)."""
-        present = {path.name for path in self.folder.glob("chunk-*.npz")}
-        vanished = self._scanned - present
-        if vanished:
-            self.index = {key: loc for key, loc in self.index.items() if loc[0] not in vanished}
-            self._scanned -= vanished
-        for name in sorted(present - self._scanned):
-            self._scanned.add(name)
-            try:
-                with np.load(self.folder / name, allow_pickle=False) as npz:
-                    keys = npz["keys"]
-                if keys.ndim != 1:
-                    raise ValueError(f"keys have shape {keys.shape}")
-            except _UNREADABLE as exc:
-                self._discard(name, exc)
-                continue
-            self.index.update((str(key), (name, row)) for row, key in enumerate(keys))
+        forget chunks that were deleted (someone cleared the cache, or evicted them)."""
+        with self.lock:
+            present = {path.name for path in self.folder.glob("chunk-*.npz")}
+            self._forget(self._scanned - present)
+            for name in sorted(present - self._scanned):
+                try:
+                    with np.load(self.folder / name, allow_pickle=False) as npz:
+                        keys = npz["keys"]
+                    if keys.ndim != 1:
+                        raise ValueError(f"keys have shape {keys.shape}")
+                except FileNotFoundError:
+                    continue  # deleted since the listing
+                except OSError as exc:
+                    self._unreadable(name, exc)  # not marked scanned: tried again next time
+                    continue
+                except _CORRUPT as exc:
+                    self._discard(name, exc)
+                    continue
+                self._scanned.add(name)
+                self.index.update((str(key), (name, row)) for row, key in enumerate(keys))
 
     def read(self, chunk: str) -> Optional[np.ndarray]:
-        """The chunk's rows, or None if it turned out corrupt (then it is dropped from the index)."""
+        """The chunk's rows, or None if it cannot be used now (corrupt chunks are also dropped
+        from the index and deleted; vanished ones are forgotten)."""
+        path = self.folder / chunk
         try:
-            with np.load(self.folder / chunk, allow_pickle=False) as npz:
+            with np.load(path, allow_pickle=False) as npz:
                 keys, emb = npz["keys"], npz["emb"]
             if emb.dtype != np.float32 or emb.shape != (len(keys), self.dim):
                 raise ValueError(f"rows have shape {emb.shape} and dtype {emb.dtype}, expected "
                                  f"({len(keys)}, {self.dim}) float32")
-        except _UNREADABLE as exc:
+        except FileNotFoundError:
+            with self.lock:
+                self._forget({chunk})
+            return None
+        except OSError as exc:
+            self._unreadable(chunk, exc)
+            return None
+        except _CORRUPT as exc:
             self._discard(chunk, exc)
             return None
+        try:
+            os.utime(path)  # "recently used", for least-recently-used eviction
+        except OSError:
+            pass  # a read-only cache still serves
         return emb
 
     def write(self, keys: list[str], emb: np.ndarray) -> None:
-        self._ensure_folder()
-        name = f"chunk-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.npz"
-        _write_atomic(self.folder / name,
-                      lambda f: np.savez(f, keys=np.asarray(keys, dtype=str), emb=emb))
-        self._scanned.add(name)
-        self.index.update((key, (name, row)) for row, key in enumerate(keys))
+        if not np.isfinite(emb).all():  # the caller says which items; this is the last guard
+            raise GeraError(f"Refusing to cache NaN or infinite embeddings in {self.folder}.")
+        with self.lock:
+            self._ensure_folder()
+            name = f"chunk-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.npz"
+            with cache_lock(self.folder.parent):
+                _write_atomic(self.folder / name,
+                              lambda f: np.savez(f, keys=np.asarray(keys, dtype=str), emb=emb))
+            self._scanned.add(name)
+            self.index.update((key, (name, row)) for row, key in enumerate(keys))
 
     def _ensure_folder(self) -> None:
         try:
@@ -112,27 +189,68 @@ class _EncoderStore:
         if not meta.exists():
             _write_atomic(meta, lambda f: f.write(json.dumps(self._info, indent=1).encode()))
 
+    def _forget(self, chunks: set[str]) -> None:
+        """Drop deleted chunks from the index (caller holds ``lock``)."""
+        if chunks:
+            self.index = {key: loc for key, loc in self.index.items() if loc[0] not in chunks}
+            self._scanned -= chunks
+
+    def _unreadable(self, chunk: str, exc: OSError) -> None:
+        warnings.warn(f"Could not read embedding cache file {self.folder / chunk} "
+                      f"({exc.strerror or exc}); its items are embedded again this time, and the "
+                      "file is kept.", RuntimeWarning, stacklevel=3)
+
     def _discard(self, chunk: str, exc: BaseException) -> None:
         warnings.warn(f"Skipping corrupt embedding cache file {self.folder / chunk} ({exc}); its "
                       "items will be embedded again.", RuntimeWarning, stacklevel=3)
-        self.index = {key: loc for key, loc in self.index.items() if loc[0] != chunk}
+        with self.lock:
+            self._forget({chunk})
         # A corrupt chunk is useless; removing it stops every later run from warning again.
         (self.folder / chunk).unlink(missing_ok=True)
 
 
 _STORES: dict[Path, _EncoderStore] = {}  # per process: each folder's chunks are indexed once
+_STORES_LOCK = threading.Lock()
+
+
+def evict(root: Path, max_bytes: int) -> list[Path]:
+    """Delete the least recently used chunks under ``root`` (all encoders) until the chunks take
+    at most ``max_bytes``; the deleted paths. Under the cache lock, from a fresh listing, so two
+    processes never evict from a stale view. Stores notice deleted chunks on their next refresh."""
+    removed = []
+    with cache_lock(root):
+        chunks = []
+        for path in root.glob("*/chunk-*.npz"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            chunks.append((stat.st_mtime_ns, path.name, stat.st_size, path))
+        total = sum(size for _, _, size, _ in chunks)
+        for _, _, size, path in sorted(chunks):  # oldest use first; names order equal times
+            if total <= max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+            removed.append(path)
+    return removed
 
 
 class EmbeddingCache:
     """Embeddings on disk, keyed by ``(encoder.cache_key, item key)``.
 
-    ``root`` (default None: ``default_cache_root()``) is the cache folder; ``chunk_items``
-    (default ``CHUNK_ITEMS``) how many missing items are loaded, embedded and written at a time.
+    ``root`` (default None: ``gera.paths.embeddings_root()``) is the cache folder; ``chunk_items``
+    (default ``CHUNK_ITEMS``) how many missing items are embedded and written per chunk file.
+    Items are loaded ``batch_size`` (at most ``LOAD_ITEMS``) at a time. ``max_bytes`` (default
+    None: ``$GERA_CACHE_MAX_BYTES``, unset = no cap) caps the chunks under ``root``: after each
+    write the least recently used ones are deleted until they fit.
     """
 
-    def __init__(self, root: Path | str | None = None, chunk_items: int = CHUNK_ITEMS):
-        self.root = Path(root).expanduser() if root is not None else default_cache_root()
+    def __init__(self, root: Path | str | None = None, chunk_items: int = CHUNK_ITEMS,
+                 max_bytes: Optional[int] = None):
+        self.root = Path(root).expanduser() if root is not None else embeddings_root()
         self.chunk_items = chunk_items
+        self.max_bytes = max_bytes if max_bytes is not None else max_cache_bytes()
 
     def folder(self, encoder: Encoder) -> Path:
         """The folder holding ``encoder``'s embeddings."""
@@ -142,9 +260,10 @@ class EmbeddingCache:
 
     def _store(self, encoder: Encoder) -> _EncoderStore:
         folder = self.folder(encoder).resolve()
-        store = _STORES.get(folder)
-        if store is None:
-            store = _STORES[folder] = _EncoderStore(folder, encoder)
+        with _STORES_LOCK:
+            store = _STORES.get(folder)
+            if store is None:
+                store = _STORES[folder] = _EncoderStore(folder, encoder)
         store.refresh()
         return store
 
@@ -188,6 +307,17 @@ class EmbeddingCache:
             self._embed_missing(encoder, items, indices, missing, out, batch_size, progress, store)
         return out
 
+    @staticmethod
+    def _embed_part(encoder: Encoder, items: ItemSet, indices: list[int], batch_size: int,
+                    progress: Progress) -> np.ndarray:
+        emb = encoder.embed(items.load(indices), batch_size=batch_size, progress=progress)
+        emb = np.ascontiguousarray(emb, dtype=np.float32)
+        if emb.shape != (len(indices), encoder.dim):
+            raise GeraError(f"Encoder '{encoder.name}' returned embeddings of shape {emb.shape} for "
+                            f"{len(indices)} items; expected ({len(indices)}, {encoder.dim}). This "
+                            "is a bug in the encoder.")
+        return emb
+
     def _embed_missing(self, encoder: Encoder, items: ItemSet, indices: np.ndarray,
                        missing: dict[str, list[int]], out: np.ndarray, batch_size: int,
                        progress: Progress, store: _EncoderStore) -> None:
@@ -198,18 +328,31 @@ class EmbeddingCache:
         if progress is None:
             bar = tqdm(total=total, desc=f"Embedding with {encoder.name}", unit="item", disable=None)
             progress = lambda done, _total: bar.update(done - bar.n)  # noqa: E731
+        # Items are loaded a batch at a time, not a chunk at a time: a chunk of 1,024 photos
+        # held at once would take gigabytes, a batch is what the encoder holds anyway.
+        load_items = max(1, min(batch_size, LOAD_ITEMS))
         try:
             for start in range(0, total, self.chunk_items):
                 group = todo[start:start + self.chunk_items]
-                loaded = items.load([int(indices[positions[0]]) for _, positions in group])
-                emb = encoder.embed(loaded, batch_size=batch_size,
-                                    progress=lambda done, _n, base=start: progress(base + done, total))
-                emb = np.ascontiguousarray(emb, dtype=np.float32)
-                if emb.shape != (len(group), encoder.dim):
-                    raise GeraError(f"Encoder '{encoder.name}' returned embeddings of shape "
-                                    f"{emb.shape} for {len(group)} items; expected "
-                                    f"({len(group)}, {encoder.dim}). This is a bug in the encoder.")
-                store.write([key for key, _ in group], emb)
+                emb = np.empty((len(group), encoder.dim), dtype=np.float32)
+                for offset in range(0, len(group), load_items):
+                    part = group[offset:offset + load_items]
+                    emb[offset:offset + len(part)] = self._embed_part(
+                        encoder, items, [int(indices[positions[0]]) for _, positions in part],
+                        batch_size, lambda done, _n, base=start + offset: progress(base + done, total))
+                finite = np.isfinite(emb).all(axis=1)
+                if finite.any():  # the good rows are kept: their work is not lost
+                    store.write([key for (key, _), ok in zip(group, finite) if ok], emb[finite])
+                    if self.max_bytes is not None:
+                        evict(self.root, self.max_bytes)
+                if not finite.all():
+                    bad = [int(indices[positions[0]])
+                           for (_, positions), ok in zip(group, finite) if not ok]
+                    raise GeraError(
+                        f"Encoder '{encoder.name}' returned NaN or infinite values for "
+                        f"{len(bad)} item(s) (item {bad[0]} first); they were not cached. Such "
+                        "items (blank images, silent clips, empty texts) break some encoders: "
+                        "remove them, or pick another encoder.")
                 for row, (_, positions) in enumerate(group):
                     out[positions] = emb[row]
         finally:

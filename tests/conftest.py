@@ -1,13 +1,14 @@
 """Shared fixtures: a private embedding cache per test module, and a launched app."""
-from pathlib import Path
+import os
 
 import pytest
 
+from gera.paths import models_root
 from gera.ui import AppConfig, build_app, launch_kwargs
 
-# Assembled model files (the 145 MB Whisper model) are the same for every test: keep them in the
-# user's models folder rather than re-joining and hashing them under each private cache.
-MODELS_DIR = Path.home() / ".cache" / "gera" / "models"
+# Pinned before any module points GERA_CACHE_DIR at a private folder: assembled models (the
+# 145 MB whisper_base) then stay in one place instead of being rebuilt for every test module.
+os.environ.setdefault("GERA_MODELS_DIR", str(models_root()))
 
 
 @pytest.fixture(scope="module")
@@ -15,10 +16,9 @@ def private_cache(tmp_path_factory):
     """An empty embedding cache for one module: later tests reuse what the first embedded, as
     users do; nothing leaks into the user's own cache."""
     mp = pytest.MonkeyPatch()
-    folder = tmp_path_factory.mktemp("gera")
-    mp.setenv("GERA_CACHE_DIR", str(folder / "cache"))
-    mp.setenv("GERA_MODELS_DIR", str(MODELS_DIR))
-    yield folder / "cache"
+    folder = tmp_path_factory.mktemp("gera") / "cache"
+    mp.setenv("GERA_CACHE_DIR", str(folder))
+    yield folder
     mp.undo()
 
 
@@ -27,7 +27,6 @@ def serve_app(tmp_path_factory, config: AppConfig):
     For module-scoped fixtures: ``yield from serve_app(tmp_path_factory, AppConfig(...))``."""
     mp = pytest.MonkeyPatch()
     mp.setenv("GERA_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    mp.setenv("GERA_MODELS_DIR", str(MODELS_DIR))
     demo = build_app(config, warm_up=False)
     _, local_url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True,
                                   **launch_kwargs())

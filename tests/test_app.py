@@ -16,7 +16,7 @@ from gradio_client.exceptions import AppError
 
 from gera.data.spoken_words import SOUNDS_DIR
 from gera.encoders import list_encoders
-from gera.encoders.speech import SAMPLE_RATE
+from gera.audio import SAMPLE_RATE
 from gera.ui import AppConfig
 from gera.ui.config import EXAMPLE_FOLDER, REPO_ROOT
 from gera.ui.form import FORM_FIELDS

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 import gera.cache as cache_module
-from gera.cache import EmbeddingCache, default_cache_root
+from gera.cache import EmbeddingCache
 from gera.data.base import ItemSet
 from gera.encoders.base import Encoder
 from gera.errors import GeraError
+from gera.paths import embeddings_root
 
 
 class CountingEncoder(Encoder):
@@ -238,7 +239,7 @@ def test_items_of_another_modality_are_refused(tmp_path):
 
 def test_default_root_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("GERA_CACHE_DIR", str(tmp_path / "elsewhere"))
-    assert default_cache_root() == tmp_path / "elsewhere"
+    assert embeddings_root() == tmp_path / "elsewhere"
     assert EmbeddingCache().root == tmp_path / "elsewhere"
     monkeypatch.delenv("GERA_CACHE_DIR")
-    assert default_cache_root().parts[-3:] == (".cache", "gera", "embeddings")
+    assert embeddings_root().parts[-3:] == (".cache", "gera", "embeddings")

@@ -309,7 +309,7 @@ def test_folder_missing_and_corrupt_images(tmp_path):
     msg = folder_error(tmp_path)
     assert "3 problem(s)" in msg
     assert "'img/3.png' is not found" in msg
-    assert "'img/4.png' is not in an image format" in msg
+    assert "'img/4.png' is not an image in a readable format" in msg
     assert "'img/5.png' is a damaged image" in msg
 
 

@@ -12,7 +12,7 @@ from gera.data.spoken_words import (SOUNDS_DIR, Entry, SpokenWords, Synthesiser,
                                     real_recordings, synthesise)
 from gera.encoders import get_encoder, list_encoders
 from gera.encoders import speech
-from gera.encoders.speech import SAMPLE_RATE, load_audio
+from gera.audio import SAMPLE_RATE, load_audio
 from gera.encoders.throughput import measure_throughput
 from gera.errors import GeraError
 from gera.experiment import compare

@@ -10,11 +10,13 @@ from typing import Callable
 from gera.data.base import ItemSet, Split, Task, ZeroShot
 from gera.data.emoji import Emoji
 from gera.data.fashion_mnist import FashionMNIST
-from gera.data.folder import AUDIO_CSV_NAME, CSV_NAME, open_folder
+from gera.data.folder import AUDIO_CSV_NAME, CSV_NAME, FolderTask, open_folder
+from gera.data.options import describe_options, parse_public_options
 from gera.data.spoken_words import SpokenWords
 from gera.errors import GeraError
 
-__all__ = ["ItemSet", "Split", "Task", "ZeroShot", "get_task", "list_tasks"]
+__all__ = ["ItemSet", "Split", "Task", "ZeroShot", "get_task", "list_tasks",
+           "parse_public_task_options", "parse_task_options", "public_task_options_help"]
 
 _BUILTIN: dict[str, Callable[..., Task]] = {
     "fashion-mnist": FashionMNIST,
@@ -75,7 +77,10 @@ def get_task(name: str, **kwargs) -> Task:
 
 def parse_task_options(pairs: list[str]) -> dict:
     """``["n_test=2000", "engines=espeak"]`` → task constructor options (JSON values where they
-    parse, plain strings otherwise), for ``get_task(name, **options)``."""
+    parse, plain strings otherwise), for ``get_task(name, **options)``.
+
+    Full freedom (paths, templates), for the CLI; a public app uses
+    ``parse_public_task_options``."""
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -86,3 +91,33 @@ def parse_task_options(pairs: list[str]) -> dict:
         except json.JSONDecodeError:
             options[key.strip()] = value.strip()
     return options
+
+
+def _public_options(task_name: str) -> dict:
+    if task_name.startswith(FOLDER_PREFIX):
+        return dict(FolderTask.public_options)
+    if task_name in _BUILTIN:
+        return dict(getattr(_BUILTIN[task_name], "public_options", {}))
+    raise GeraError(f"Unknown task '{task_name}'. Known tasks: {', '.join(list_tasks())}.")
+
+
+def _shown_name(task_name: str) -> str:
+    """How messages name a task: a folder's path stays out of them (it may be an upload's
+    place on the server)."""
+    return FOLDER_PREFIX + "<path>" if task_name.startswith(FOLDER_PREFIX) else task_name
+
+
+def parse_public_task_options(task_name: str, text: str) -> dict:
+    """Options a visitor of a public app typed (``"n_test=2000, seed=3"``) → constructor
+    options for ``get_task(task_name, **options)``.
+
+    Only each task's ``public_options`` are accepted (small numbers within their ranges, fixed
+    choices; never a path or a template); anything else raises one ``GeraError`` naming the
+    allowed options and ranges. Blank text → ``{}``.
+    """
+    return parse_public_options(_shown_name(task_name), text, _public_options(task_name))
+
+
+def public_task_options_help(task_name: str) -> str:
+    """One sentence listing the options ``parse_public_task_options`` accepts for the task."""
+    return describe_options(_shown_name(task_name), _public_options(task_name))

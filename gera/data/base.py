@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from types import MappingProxyType
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -58,7 +59,9 @@ class Task(ABC):
     """A dataset with two modalities. Subclasses set ``name``, ``a``, ``b`` and implement ``split``.
 
     ``labels_a``: class index per A item where labels exist (used for the supervised ceiling and
-    for colouring plots), else ``None``. ``class_names`` likewise.
+    for colouring plots), else ``None``. ``class_names`` likewise. ``public_options``: the
+    constructor options a visitor of a public app may set, with their ranges
+    (``gera.data.options``); none unless a task lists them.
     """
 
     name: str
@@ -70,6 +73,7 @@ class Task(ABC):
     val_metric: str = "retrieval"
     default_unpaired_a: int = 5000
     default_unpaired_b: int = 5000
+    public_options: Mapping[str, object] = MappingProxyType({})
 
     @abstractmethod
     def max_budget(self) -> int:

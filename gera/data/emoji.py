@@ -23,6 +23,7 @@ from gera.data.base import ItemSet, Split, Task, ZeroShot
 from gera.data.common import (check_budget, index_array, n_val_pairs, pairs_array, pool_sizes,
                               prompts_for, text_key)
 from gera.data.emoji_render import DEFAULT_FONT, EmojiRenderer, font_inventory
+from gera.data.options import DecimalNumber, WholeNumber
 from gera.errors import GeraError
 
 PALETTE = {
@@ -162,6 +163,13 @@ class Emoji(Task):
     val_metric = "retrieval"
     default_unpaired_a = 3000
     default_unpaired_b = 6000
+    # Not font_path (a path). n_compositions is capped at its default: composing stops only when
+    # that many distinct specs exist, and every spec is rendered and embedded.
+    public_options = {"n_compositions": WholeNumber(1000, 12000),
+                      "renders_per_name": WholeNumber(2, 5),
+                      "held_out_fraction": DecimalNumber(0.1, 0.5),
+                      "n_test_pairs": WholeNumber(100, 2000),
+                      "seed": WholeNumber(0, 9999)}
 
     def __init__(self, n_compositions: int = 12000, renders_per_name: int = 3,
                  held_out_fraction: float = 0.25, n_test_pairs: int = 1000, seed: int = 0,

@@ -17,6 +17,7 @@ from PIL import Image
 from gera.data.base import ItemSet, Split, Task, ZeroShot
 from gera.data.common import (PHOTO_TEMPLATES, check_budget, fill, index_array, n_val_pairs,
                               pairs_array, pool_sizes, prompts_for, text_key)
+from gera.data.options import WholeNumber
 from gera.errors import GeraError
 
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -82,6 +83,8 @@ class FashionMNIST(Task):
     name = "fashion-mnist"
     val_metric = "zero_shot"
     default_unpaired_a = 5000
+    # Not data_dir (a path) nor templates (str.format strings).
+    public_options = {"n_test": WholeNumber(100, N_TEST_MAX)}
 
     def __init__(self, n_test: int = N_TEST_MAX, data_dir: str | Path = DEFAULT_DIR,
                  templates: Sequence[str] = tuple(PHOTO_TEMPLATES)):

@@ -5,6 +5,11 @@ to the folder) and ``caption``, optionally ``label`` (a class name, enabling zer
 Speech: ``transcripts.csv`` with the columns ``audio`` (wav/flac/mp3/ogg, at most 30 s) and
 ``transcript``, optionally ``label``. One row per pair; a file may appear in several rows.
 ``open_folder`` picks the kind by which CSV the folder holds.
+
+The folder may be an upload from anyone, so every path in the CSV must resolve (links followed)
+to a file inside the folder; anything else is refused with one message, "outside the dataset
+folder", whether or not it exists, so the CSV cannot be used to learn which files the server has.
+Files are opened only through ``gera.images`` and ``gera.audio``, which refuse bombs unread.
 """
 from __future__ import annotations
 
@@ -16,13 +21,14 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
+from gera.audio import BadAudio, load_audio
 from gera.data.base import ItemSet, Split, Task, ZeroShot
 from gera.data.common import (PHOTO_TEMPLATES, check_budget, index_array, n_val_pairs,
                               pairs_array, prompts_for, text_key)
-from gera.encoders.speech import BadAudio, load_audio
+from gera.data.options import DecimalNumber, WholeNumber
 from gera.errors import GeraError
+from gera.images import BadImage, check_image, open_image
 
 CSV_NAME = "captions.csv"
 AUDIO_CSV_NAME = "transcripts.csv"
@@ -30,69 +36,85 @@ MIN_PAIRS = 5
 _SHOWN_PROBLEMS = 8
 # Zero-shot prompts for spoken labels (the same as the spoken-words task's).
 SPEECH_TEMPLATES = ("{}", "the word {}", "someone saying {}")
+OUTSIDE = "outside the dataset folder"
 
 
 @dataclass
 class _Rows:
     """What validation keeps: distinct images, distinct captions, and the pairs between them."""
 
-    image_paths: list[Path] = field(default_factory=list)  # per A item
+    image_paths: list[Path] = field(default_factory=list)  # per A item, resolved
+    image_names: list[str] = field(default_factory=list)  # per A item, as the CSV names it
     image_keys: list[str] = field(default_factory=list)
     image_labels: list[Optional[str]] = field(default_factory=list)
     captions: list[str] = field(default_factory=list)  # per B item
     pairs: set[tuple[int, int]] = field(default_factory=set)
 
 
+def inside(root: Path, rel: str) -> Optional[Path]:
+    """``root / rel`` resolved (links followed) if that lies inside ``root`` (itself resolved),
+    else None: absolute paths, ``..`` and links pointing out all land outside."""
+    try:
+        path = (root / rel).resolve()
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a link loop
+        return None
+    return path if path.is_relative_to(root) else None
+
+
+def _file_key(path: Path) -> str:
+    """``"file:" + sha1(bytes)``, read a block at a time."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return "file:" + digest.hexdigest()
+
+
 def _image_key(path: Path) -> tuple[Optional[str], Optional[str]]:
-    """``("file:" + sha1(bytes), None)`` for a readable image, else ``(None, why)``."""
+    """``(file key, None)`` for an image ``open_image`` accepts, else ``(None, why)``. Checks
+    headers and structure without decoding pixels: cheap, though a truncated JPEG passes
+    (loading reports those)."""
     if not path.is_file():
         return None, "not found"
-    data = path.read_bytes()
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            # Checks the structure without decoding pixels: cheap, but it cannot see every kind
-            # of damage (a truncated JPEG passes); loading reports those.
-            img.verify()
-    except UnidentifiedImageError:
-        return None, "not in an image format PIL can read"
-    except Exception as err:  # PIL raises many types for broken files
-        return None, f"a damaged image ({type(err).__name__}: {err})"
-    return "file:" + hashlib.sha1(data).hexdigest(), None
+        check_image(path)
+    except BadImage as err:
+        return None, err.why
+    return _file_key(path), None
 
 
 def _audio_key(path: Path) -> tuple[Optional[str], Optional[str]]:
-    """``("file:" + sha1(bytes), None)`` for a usable clip, else ``(None, why)``. Decodes the
-    whole file: silence and over-long clips only show there, and they must fail up front."""
+    """``(file key, None)`` for a usable clip, else ``(None, why)``. Decodes the clip (at most
+    30 s of it): silence only shows there, and it must fail up front."""
     if not path.is_file():
         return None, "not found"
     try:
         load_audio(path)
     except BadAudio as err:
         return None, err.why
-    return "file:" + hashlib.sha1(path.read_bytes()).hexdigest(), None
+    return _file_key(path), None
 
 
-def _load_image(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            # Honour EXIF rotation: a phone photo should reach the encoder upright.
-            return ImageOps.exif_transpose(img).convert("RGB")
-    except (OSError, SyntaxError, ValueError) as err:
-        raise GeraError(f"Image {path} cannot be decoded ({err}). Replace the file or remove its "
-                        f"rows from {CSV_NAME}.") from None
+def _load_image(path: Path, name: str) -> object:
+    return open_image(path, f"Image '{name}' of the folder dataset")
+
+
+def _load_audio(path: Path, name: str) -> object:
+    return load_audio(path, f"Audio file '{name}' of the folder dataset")
 
 
 @dataclass(frozen=True)
 class Layout:
     """One kind of folder dataset: its CSV, column names, modality, and how files are checked
-    (``key``: path → (item key, None) or (None, why)) and loaded (``load``: path → item)."""
+    (``key``: path → (item key, None) or (None, why)) and loaded (``load``: (path, the name the
+    CSV gives it) → item)."""
 
     csv_name: str
     media: str  # the file column, also the noun in messages: "image" | "audio"
     text: str  # the text column: "caption" | "transcript"
     modality: str
     key: Callable[[Path], tuple[Optional[str], Optional[str]]]
-    load: Callable[[Path], object]
+    load: Callable[[Path, str], object]
     files_ok: str  # what a good file is, for the fix message
     templates: tuple[str, ...]
 
@@ -105,18 +127,24 @@ class Layout:
 
 
 IMAGES = Layout(CSV_NAME, "image", "caption", "image", _image_key, _load_image,
-                "exist and open with PIL", tuple(PHOTO_TEMPLATES))
-AUDIO = Layout(AUDIO_CSV_NAME, "audio", "transcript", "speech", _audio_key, load_audio,
-               "exist, decode (wav, flac, mp3 or ogg), hold sound and last at most 30 s",
-               SPEECH_TEMPLATES)
+                "lie inside the folder and are PNG, JPEG, WebP, GIF or BMP images of at most 40 "
+                "megapixels", tuple(PHOTO_TEMPLATES))
+AUDIO = Layout(AUDIO_CSV_NAME, "audio", "transcript", "speech", _audio_key, _load_audio,
+               "lie inside the folder, decode (wav, flac, mp3 or ogg), are mono or stereo, hold "
+               "sound and last at most 30 s", SPEECH_TEMPLATES)
 
 
-def _problem_error(root: Path, problems: list[str], layout: Layout) -> GeraError:
+def _named(root: Path) -> str:
+    """How messages name a dataset folder: by its name, not its place on the server (an upload
+    lives in a temp folder a visitor should not learn about)."""
+    return f"folder dataset '{root.name}'"
+
+
+def _problem_error(what: str, problems: list[str], layout: Layout) -> GeraError:
     shown = "\n".join(f"  - {p}" for p in problems[:_SHOWN_PROBLEMS])
     more = (f"\n  … and {len(problems) - _SHOWN_PROBLEMS} more"
             if len(problems) > _SHOWN_PROBLEMS else "")
-    return GeraError(f"The folder dataset {root} has {len(problems)} problem(s):\n{shown}{more}\n"
-                     f"{layout.fix}")
+    return GeraError(f"{what} has {len(problems)} problem(s):\n{shown}{more}\n{layout.fix}")
 
 
 def _read_table(root: Path, layout: Layout) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -124,38 +152,63 @@ def _read_table(root: Path, layout: Layout) -> tuple[list[str], list[tuple[int, 
     csv_path = root / layout.csv_name
     media, column = layout.media, layout.text
     if not root.is_dir():
-        raise GeraError(f"Folder dataset {root} does not exist or is not a folder. Give the path "
+        raise GeraError(f"The {_named(root)} does not exist or is not a folder. Give the path "
                         f"of a folder that holds {CSV_NAME} and the images (or "
                         f"{AUDIO_CSV_NAME} and the audio files).")
     if not csv_path.is_file():
         other = (f" For speech, put a {AUDIO_CSV_NAME} (`audio,transcript`) there instead."
                  if layout is IMAGES else "")
-        raise GeraError(f"{csv_path} is missing. Put a {layout.csv_name} in the folder with the "
-                        f"header `{media},{column}` (optionally `,label`) and one row per "
-                        f"{media}–{column} pair.{other}")
+        raise GeraError(f"{layout.csv_name} is missing from the {_named(root)}. Put a "
+                        f"{layout.csv_name} in the folder with the header `{media},{column}` "
+                        f"(optionally `,label`) and one row per {media}–{column} pair.{other}")
+    if inside(root, layout.csv_name) is None:  # a link to a file elsewhere
+        raise GeraError(f"{layout.csv_name} in the {_named(root)} is a link to a file {OUTSIDE}. "
+                        "Put the CSV file itself in the folder.")
     try:
         text = csv_path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        raise GeraError(f"{csv_path} is not UTF-8 text ({err.reason} at byte {err.start}). "
+        raise GeraError(f"{layout.csv_name} is not UTF-8 text ({err.reason} at byte {err.start}). "
                         "Save it as UTF-8 CSV.") from None
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = [h.strip().lower() for h in next(reader, [])]
         rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except csv.Error as err:
-        raise GeraError(f"{csv_path} is not valid CSV (line {reader.line_num}: {err}). Quote "
+        raise GeraError(f"{layout.csv_name} is not valid CSV (line {reader.line_num}: {err}). Quote "
                         f"{column}s that contain commas, quotes or line breaks with double "
                         "quotes.") from None
     missing = [c for c in (media, column) if c not in header]
     if missing:
-        raise GeraError(f"{csv_path} lacks the column(s) {', '.join(missing)} (header found: "
+        raise GeraError(f"{layout.csv_name} lacks the column(s) {', '.join(missing)} (header found: "
                         f"{','.join(header) or 'none'}). The first row must name the columns, "
                         f"e.g. `{media},{column}` or `{media},{column},label`.")
     return header, rows
 
 
+def check_paths(root: str | Path, what: Optional[str] = None) -> None:
+    """Raise one ``GeraError`` listing the CSV rows whose file is outside the folder or missing:
+    the cheap part of ``validate`` (no file is opened), so an upload can be refused before it is
+    kept. ``what`` names the folder in the message (default: "The folder dataset '<name>'")."""
+    root = Path(root).resolve()
+    layout = layout_of(root)
+    header, rows = _read_table(root, layout)
+    column = header.index(layout.media)
+    problems = []
+    for line, row in rows:
+        rel = row[column].strip() if len(row) == len(header) else ""
+        if not rel:
+            continue  # malformed rows are validate's to report
+        path = inside(root, rel)
+        if path is None or not path.is_file():
+            why = OUTSIDE if path is None else "not found"
+            problems.append(f"line {line}: {layout.media} '{rel}' is {why}")
+    if problems:
+        raise _problem_error(what or f"The {_named(root)}", problems, layout)
+
+
 def validate(root: Path, layout: Layout = IMAGES) -> _Rows:
     """Read and check the whole folder; raise one ``GeraError`` listing every problem found."""
+    root = Path(root).resolve()
     header, rows = _read_table(root, layout)
     media, text = layout.media, layout.text
     col = {name: header.index(name) for name in (media, text, "label") if name in header}
@@ -178,8 +231,10 @@ def validate(root: Path, layout: Layout = IMAGES) -> _Rows:
         if not rel:
             problems.append(f"line {line}: empty {media} path")
             continue
+        path = inside(root, rel)
         if rel not in key_of_path:
-            key_of_path[rel] = layout.key(root / rel)
+            # Outside first, before anything touches the file: the same answer whether it exists.
+            key_of_path[rel] = (None, OUTSIDE) if path is None else layout.key(path)
         key, why = key_of_path[rel]
         if key is None:
             problems.append(f"line {line}: {media} '{rel}' is {why}")
@@ -188,7 +243,8 @@ def validate(root: Path, layout: Layout = IMAGES) -> _Rows:
             continue
         if key not in a_of_key:
             a_of_key[key] = len(out.image_keys)
-            out.image_paths.append(root / rel)
+            out.image_paths.append(path)
+            out.image_names.append(rel)
             out.image_keys.append(key)
             out.image_labels.append(label)
         a = a_of_key[key]
@@ -203,9 +259,9 @@ def validate(root: Path, layout: Layout = IMAGES) -> _Rows:
         problems.append("the label column has a single class; zero-shot needs at least two "
                         "(drop the column to evaluate by retrieval only)")
     if problems:
-        raise _problem_error(root, problems, layout)
+        raise _problem_error(f"The {_named(root)}", problems, layout)
     if len(out.pairs) < MIN_PAIRS:
-        raise GeraError(f"The folder dataset {root} has {len(out.pairs)} usable pair(s); it needs "
+        raise GeraError(f"The {_named(root)} has {len(out.pairs)} usable pair(s); it needs "
                         f"at least {MIN_PAIRS}. Add more rows to {layout.csv_name}.")
     return out
 
@@ -235,6 +291,9 @@ class FolderTask(Task):
     layout : ``IMAGES`` (default) or ``AUDIO``.
     """
 
+    # Not templates (str.format strings).
+    public_options = {"test_fraction": DecimalNumber(0.1, 0.5), "seed": WholeNumber(0, 9999)}
+
     def __init__(self, path: str | Path, test_fraction: float = 0.2, seed: int = 0,
                  templates: Optional[Sequence[str]] = None, layout: Layout = IMAGES):
         if not 0.0 < test_fraction < 1.0:
@@ -246,6 +305,7 @@ class FolderTask(Task):
         self.name = f"folder:{root}"
         self.templates = list(layout.templates if templates is None else templates)
         self.image_paths = rows.image_paths
+        self.image_names = rows.image_names
         self.captions = rows.captions
         self.pairs = np.array(sorted(rows.pairs), dtype=np.int64)
         self.a = ItemSet(layout.modality, rows.image_keys, self._load_images)
@@ -270,7 +330,7 @@ class FolderTask(Task):
         self._row_end = np.searchsorted(self.pairs[:, 0], np.arange(n_images), side="right")
 
     def _load_images(self, indices: Sequence[int]) -> list:
-        return [self.layout.load(self.image_paths[i]) for i in indices]
+        return [self.layout.load(self.image_paths[i], self.image_names[i]) for i in indices]
 
     def _load_captions(self, indices: Sequence[int]) -> list:
         return [self.captions[i] for i in indices]
@@ -351,10 +411,16 @@ class FolderTask(Task):
         )
 
 
+def layout_of(root: Path) -> Layout:
+    """``AUDIO`` if the folder holds ``transcripts.csv`` (and no ``captions.csv``), else
+    ``IMAGES``."""
+    speech = (root / AUDIO_CSV_NAME).is_file() and not (root / CSV_NAME).is_file()
+    return AUDIO if speech else IMAGES
+
+
 def open_folder(path: str | Path, test_fraction: float = 0.2, seed: int = 0,
                 templates: Optional[Sequence[str]] = None) -> FolderTask:
     """``FolderTask`` of the folder at ``path``: speech if it holds ``transcripts.csv`` (and no
     ``captions.csv``), else images. Parameters as for ``FolderTask``."""
     root = Path(path).expanduser().resolve()
-    speech = (root / AUDIO_CSV_NAME).is_file() and not (root / CSV_NAME).is_file()
-    return FolderTask(root, test_fraction, seed, templates, AUDIO if speech else IMAGES)
+    return FolderTask(root, test_fraction, seed, templates, layout_of(root))

@@ -30,8 +30,10 @@ from gera.data.common import (check_budget, index_array, n_val_pairs, pairs_arra
                               text_key)
 from gera.data.emoji_render import DEFAULT_FONT, font_inventory
 from gera.data.fashion_mnist import CLASS_NAMES as FASHION_NAMES
-from gera.encoders.speech import SAMPLE_RATE, check_clip, load_audio, resample
+from gera.audio import SAMPLE_RATE, check_clip, load_audio, resample
+from gera.data.options import Choice
 from gera.errors import GeraError
+from gera.paths import speech_root
 
 TTS_VERSION = "v1"  # in every synthetic item key and cache path: bump when synthesis changes
 SOUNDS_DIR = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
@@ -257,14 +259,6 @@ def synthesise(said: str, voice: str) -> np.ndarray:
         return _read_wav(out)
 
 
-def speech_root() -> Path:
-    """The synthesis cache: ``speech/`` beside the embedding cache folder (``GERA_CACHE_DIR``'s
-    parent, default ``~/.cache/gera/speech``)."""
-    from gera.cache import default_cache_root  # lazy: gera.cache imports this package
-
-    return default_cache_root().parent / "speech"
-
-
 def tts_key(text: str, voice: str) -> str:
     """The item key of ``text`` spoken by ``voice``: ``"tts:v1:<voice>:<sha1(text)>"``."""
     return f"tts:{TTS_VERSION}:{voice}:{hashlib.sha1(text.encode('utf-8')).hexdigest()}"
@@ -309,7 +303,7 @@ class Synthesiser:
         except OSError as err:
             raise GeraError(f"Could not write synthetic speech to {path.parent} "
                             f"({err.strerror or err}). Free some disk space or point "
-                            "GERA_CACHE_DIR (or the task option speech_dir) elsewhere.") from None
+                            "GERA_SPEECH_DIR (or the task option speech_dir) elsewhere.") from None
         finally:
             tmp.unlink(missing_ok=True)
         with self._count_lock:
@@ -401,7 +395,7 @@ class SpokenWords(Task):
     engines : TTS engines to use (default all three; each must be installed).
     test_set : ``"all"`` (every usable recording) or ``"words"`` (only digits/, letters/ and
         phonetic/: single words).
-    speech_dir : synthesis cache folder (default ``speech_root()``).
+    speech_dir : synthesis cache folder (default ``gera.paths.speech_root()``).
     sounds_dir, transcripts : the Asterisk recordings and their transcript file.
     font_path : the emoji font the emoji class names come from.
     """
@@ -410,6 +404,9 @@ class SpokenWords(Task):
     val_metric = "retrieval"
     default_unpaired_a = 1000
     default_unpaired_b = 5000
+    # Not speech_dir, sounds_dir, transcripts or font_path: paths.
+    public_options = {"test_set": Choice(("all", "words")),
+                      "engines": Choice(ENGINES, several=True)}
 
     def __init__(self, engines: Sequence[str] = ENGINES, test_set: str = "all",
                  speech_dir: Optional[str | Path] = None, sounds_dir: str | Path = SOUNDS_DIR,

@@ -11,13 +11,16 @@ WavLM, Whisper …) from its config, or from the ``modality`` argument for model
 (CLIP-like).
 ``openclip:<arch>[:<pretrained>]`` (image tower; the text tower with ``modality="text"``) and
 ``openclip-text:<arch>[:<pretrained>]``.
-Hub models need the Hugging Face Hub (or its local cache).
+Hub models need the Hugging Face Hub (or its local cache). They load without remote code, from
+safetensors only, and only after the Hub says their weights fit ``GERA_MAX_MODEL_BYTES``.
+A public app passes a visitor's pick through ``check_allowed(name, allowed)`` first.
 """
 from __future__ import annotations
 
 import importlib.util
+import re
 from functools import lru_cache
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import torch
 
@@ -25,11 +28,11 @@ from gera.encoders import image, openclip, speech, text
 from gera.encoders.base import Encoder
 from gera.device import resolve_device
 from gera.encoders.batched import BatchedEncoder
-from gera.encoders.hub import hf_access
+from gera.encoders.hub import hf_access, is_local
 from gera.errors import GeraError
 
-__all__ = ["DEFAULT_ENCODERS", "Encoder", "BatchedEncoder", "get_encoder", "list_encoders",
-           "load_mobilenet_v2_classifier", "load_efficientnet_lite0_classifier"]
+__all__ = ["DEFAULT_ENCODERS", "Encoder", "BatchedEncoder", "check_allowed", "get_encoder",
+           "list_encoders", "load_mobilenet_v2_classifier", "load_efficientnet_lite0_classifier"]
 
 # speech: whisper_base carries words better than speech_embedding (spoken-words, budget 100, 2
 # seeds: speech→text R@1 4.7 vs 2.7 %, R@10 12.5 vs 7.1 % for GeRA), though it embeds short clips
@@ -64,6 +67,9 @@ _DEFAULT_SIZES = {"mobilenet_v2": image.MOBILENET_V2_SIZE,
 # ":<size>" bounds and unit per builtin that takes one.
 _SIZE_RANGES = {"whisper_base": (1, 30, "seconds of audio window", "whisper_base:5")}
 _PIXEL_RANGE = (32, 1024, "pixels", None)
+# What a Hub model id looks like ("name" or "org/name"); anything else after "hf:" is a path.
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?")
+_OPEN_CLIP_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 
 
 def _known_names() -> str:
@@ -138,8 +144,9 @@ def _load_hf(name: str, modality: str | None, device: torch.device) -> Encoder:
     from transformers import AutoConfig
 
     source = name[3:]
-    with hf_access(name, source):
-        config = AutoConfig.from_pretrained(source)
+    with hf_access(name, source) as local_only:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False,
+                                            local_files_only=local_only)
     kinds = _hf_modalities(config)
     if modality is None:
         if len(kinds) > 1:
@@ -177,3 +184,57 @@ def get_encoder(name: str, modality: str | None = None, device: str = "auto") ->
         raise GeraError(f"Unknown modality {modality!r}: use 'image', 'text' or 'speech'.")
     canonical, modality = _canonical(name.strip(), modality)
     return _load(canonical, modality, resolve_device(device))
+
+
+def _loads_local_files(name: str) -> bool:
+    """Whether encoder ``name`` would read model files from this machine's disk rather than a
+    shipped package or the Hub: ``hf:<folder>``, ``openclip:local-dir:…``, a weights file. Judged
+    from the spelling alone, so asking never reveals whether a path exists."""
+    if name.startswith("hf:"):
+        source = name[3:]
+        return not _HUB_ID.fullmatch(source) or source.startswith(".") or ".." in source
+    for prefix in ("openclip-text:", "openclip:"):
+        if name.startswith(prefix):
+            arch, pretrained = openclip.parse_spec(name[len(prefix):])
+            if arch.startswith("local-dir:"):
+                return True
+            if arch.startswith("hf-hub:"):
+                return not _HUB_ID.fullmatch(arch.removeprefix("hf-hub:"))
+            return pretrained is not None and not _OPEN_CLIP_TAG.fullmatch(pretrained)
+    return False
+
+
+def check_allowed(name: str, allowed: Sequence[str]) -> str:
+    """The canonical spelling of encoder ``name`` (what ``get_encoder`` gets) if it is one of
+    ``allowed``, else a ``GeraError`` that lists them. For a public app: a visitor picks an
+    encoder, the app offers ``allowed``.
+
+    Models from files on this machine (``hf:<folder>``, ``openclip:local-dir:…``, an open_clip
+    weights file) are never let through, even when listed, and a name that is not on the list is
+    refused before anything on disk or on the Hub is looked at.
+    """
+    name = (name or "").strip()
+    shown = repr(name if len(name) <= 80 else name[:80] + "…")
+    offered = f"Choose one of: {', '.join(allowed) or 'none (no encoders are offered)'}."
+    if _loads_local_files(name):
+        raise GeraError(f"Encoder {shown} loads model files from this machine, which is not "
+                        f"allowed here. {offered}")
+    try:
+        canonical = _canonical(name, None)[0]
+    except GeraError:
+        canonical = None  # not a valid encoder name at all: the same answer as "not offered"
+    offered_names = set()
+    for entry in allowed:
+        try:
+            offered_names.add(_canonical(entry.strip(), None)[0])
+        except GeraError as err:
+            raise GeraError(f"The list of allowed encoders holds {entry!r}, which is not a valid "
+                            f"encoder name: {err}") from None
+    if canonical is None or canonical not in offered_names:
+        raise GeraError(f"Encoder {shown} is not offered here. {offered}")
+    # Listed by whoever runs the app, so looking on disk reveals nothing to a visitor: a Hub-like
+    # name that is also a folder here would load that folder.
+    if canonical.startswith("hf:") and is_local(canonical[3:]):
+        raise GeraError(f"Encoder {shown} names a folder on this machine, which is not allowed "
+                        f"here. {offered}")
+    return canonical

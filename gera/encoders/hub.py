@@ -1,8 +1,14 @@
 """Loading from the Hugging Face Hub (and open_clip's weight URLs) with one clear error when offline.
 
 Without network, huggingface_hub retries each request for about 25 s and logs every retry. So a
-load first probes the Hub with one socket connect; when that fails the load runs in the library's
-offline mode (cached files only), which fails at once if the model is not cached.
+load first probes the Hub with one socket connect; when that fails, the load is told to use cached
+files only (``hub_access`` yields ``local_only``, which loaders pass as ``local_files_only``), and
+fails at once if the model is not cached. The switch is per call, never the library's process-wide
+``HF_HUB_OFFLINE``: in a shared app one user's offline load must not change another's.
+
+Before a download, ``check_download_size`` asks the Hub how large the weights are and refuses
+more than ``max_model_bytes()`` (``GERA_MAX_MODEL_BYTES``, default 2 GB): a visitor naming a
+100 GB model must not fill the disk or hold a worker for an hour.
 """
 from __future__ import annotations
 
@@ -21,6 +27,8 @@ OFFLINE_CHOICES = ("image: mobilenet_v2, efficientnet_lite0; text: minilm; "
                    "speech: speech_embedding, whisper_base")
 _TRUE = {"1", "on", "yes", "true"}
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+DEFAULT_MAX_MODEL_BYTES = 2 * 10 ** 9
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
 
 
 def is_local(source: str) -> bool:
@@ -51,6 +59,48 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
+def max_model_bytes() -> int:
+    """The largest download ``check_download_size`` allows: ``$GERA_MAX_MODEL_BYTES``, else 2 GB."""
+    text = os.environ.get("GERA_MAX_MODEL_BYTES", "").strip()
+    if not text:
+        return DEFAULT_MAX_MODEL_BYTES
+    if not text.isascii() or not text.isdigit():
+        raise GeraError(f"GERA_MAX_MODEL_BYTES={text!r} is not a whole number of bytes; set it "
+                        "like 2000000000 (2 GB), or unset it for the default.")
+    return int(text)
+
+
+def _gigabytes(n: int) -> str:
+    return f"{n / 10 ** 9:.1f} GB"
+
+
+def check_download_size(encoder_name: str, repo_id: str, max_bytes: int | None = None,
+                        safetensors_only: bool = False) -> int:
+    """The bytes of weights the Hub repo ``repo_id`` holds, asked before downloading anything;
+    ``GeraError`` above ``max_bytes`` (default ``max_model_bytes()``).
+
+    Counted: the ``.safetensors`` files, or where there are none the other weight files
+    (``.bin``, ``.pt`` …). ``safetensors_only``: a repo without safetensors is refused (its
+    weights would be pickles, and transformers is told to load safetensors only).
+    """
+    from huggingface_hub import HfApi
+
+    limit = max_model_bytes() if max_bytes is None else max_bytes
+    info = HfApi().model_info(repo_id, files_metadata=True)
+    files = [(f.rfilename, f.size or 0) for f in info.siblings or []]
+    safetensors = [size for name, size in files if name.endswith(".safetensors")]
+    if safetensors_only and not safetensors:
+        raise GeraError(f"Encoder '{encoder_name}': {repo_id} has no .safetensors weights. Only "
+                        "safetensors models are loaded (other formats can run code when "
+                        "opened); pick a model that offers model.safetensors.")
+    total = sum(safetensors or [size for name, size in files if name.endswith(_WEIGHT_SUFFIXES)])
+    if total > limit:
+        raise GeraError(f"Encoder '{encoder_name}': {repo_id} holds {_gigabytes(total)} of "
+                        f"weights, over the {_gigabytes(limit)} limit for a download here. Pick a "
+                        "smaller model.")
+    return total
+
+
 def fingerprint(path: str | Path) -> str:
     """A short hash of the names, sizes and mtimes of the files at ``path``: it changes when a
     local model is replaced, so cached embeddings of the old one are not reused."""
@@ -78,9 +128,11 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def load_error(encoder_name: str, source: str, exc: BaseException, fix: str) -> GeraError:
+def load_error(encoder_name: str, source: str, exc: BaseException, fix: str,
+               local_only: bool = False) -> GeraError:
     """Turn whatever a hub/model loader raised into one user-facing ``GeraError``. ``source``
-    says what was being loaded; ``fix`` how to get it onto this machine."""
+    says what was being loaded; ``fix`` how to get it onto this machine; ``local_only``: the load
+    was limited to cached files (the Hub unreachable), so a missing file means "not cached"."""
     from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError,
                                         OfflineModeIsEnabled, RepositoryNotFoundError)
 
@@ -96,7 +148,10 @@ def load_error(encoder_name: str, source: str, exc: BaseException, fix: str) -> 
                          "local folder.")
     unreachable = (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError,
                    socket.gaierror, URLError)
-    if any(isinstance(e, unreachable) or "Connect" in type(e).__name__ for e in chain):
+    # Loaders limited to cached files report a missing one as a plain OSError / FileNotFoundError.
+    not_cached = local_only and any(isinstance(e, OSError) for e in chain)
+    if not_cached or any(isinstance(e, unreachable) or "Connect" in type(e).__name__
+                         for e in chain):
         why = "HF_HUB_OFFLINE is set" if offline_requested() else "no network connection"
         return GeraError(f"Encoder '{encoder_name}' needs to download {source} from the Hugging "
                          f"Face Hub, which is unreachable here ({why}), and it is not in the local "
@@ -109,27 +164,25 @@ def load_error(encoder_name: str, source: str, exc: BaseException, fix: str) -> 
 @contextmanager
 def hub_access(encoder_name: str, source: str, needs_hub: bool = True,
                fix: str = "download the model where the Hub is reachable and load it from a "
-                          "local folder") -> Iterator[None]:
-    """Run a model load; any failure becomes one ``GeraError`` (see ``load_error``).
+                          "local folder", repo_id: str | None = None,
+               safetensors_only: bool = False) -> Iterator[bool]:
+    """Run a model load; yields ``local_only`` (True: the Hub is unreachable, pass
+    ``local_files_only=True`` so only cached files are used). Any failure becomes one
+    ``GeraError`` (see ``load_error``).
 
-    ``needs_hub`` (default True): probe the Hub first and, if unreachable, load from the cache
-    only. False for local folders and files.
+    ``needs_hub`` (default True): probe the Hub first. False for local folders and files.
+    ``repo_id``: the Hub repo the load downloads from; when the Hub is reachable its size is
+    checked first (``check_download_size``, with ``safetensors_only``).
     """
-    from huggingface_hub import constants
-
-    offline = needs_hub and not hub_reachable()
-    previous = constants.HF_HUB_OFFLINE
-    if offline:
-        # transformers, open_clip and sentence-transformers all read this flag at call time.
-        constants.HF_HUB_OFFLINE = True
+    local_only = needs_hub and not hub_reachable()
     try:
-        yield
+        if repo_id and needs_hub and not local_only:
+            check_download_size(encoder_name, repo_id, safetensors_only=safetensors_only)
+        yield local_only
     except GeraError:
         raise
     except Exception as exc:  # noqa: BLE001 - any loader failure is reported as one clear error
-        raise load_error(encoder_name, source, exc, fix) from None
-    finally:
-        constants.HF_HUB_OFFLINE = previous
+        raise load_error(encoder_name, source, exc, fix, local_only) from None
 
 
 def revision(source: str, model) -> str:
@@ -140,8 +193,9 @@ def revision(source: str, model) -> str:
     return f"rev={getattr(model.config, '_commit_hash', None) or 'unknown'}"
 
 
-def hf_access(encoder_name: str, source: str) -> AbstractContextManager[None]:
-    """``hub_access`` for a transformers model id or folder ``source``."""
+def hf_access(encoder_name: str, source: str) -> AbstractContextManager[bool]:
+    """``hub_access`` for a transformers model id or folder ``source``: a Hub id gets its size
+    checked (safetensors only) before any download; yields ``local_only``."""
     local = is_local(source)
     if not local and (source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source):
         raise GeraError(f"Encoder '{encoder_name}': there is no folder {source}. Give the path of a "
@@ -149,4 +203,5 @@ def hf_access(encoder_name: str, source: str) -> AbstractContextManager[None]:
                         "Hugging Face model id like 'org/name'.")
     return hub_access(encoder_name, f"'{source}'", needs_hub=not local,
                       fix=f"run `hf download {source} --local-dir DIR` where the Hub is reachable, "
-                          "copy DIR here and use 'hf:DIR'")
+                          "copy DIR here and use 'hf:DIR'",
+                      repo_id=None if local else source, safetensors_only=True)

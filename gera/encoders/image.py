@@ -11,6 +11,7 @@ from PIL import Image
 from gera.encoders.batched import BatchedEncoder
 from gera.encoders.hub import hf_access, offline_requested, revision
 from gera.errors import GeraError
+from gera.images import to_rgb
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -22,16 +23,6 @@ MOBILENET_V2_SIZE = 112  # 5x faster than 224 on CPU and as good for alignment (
 # Its native size. 112 px runs ~7x faster on CPU with slightly weaker features (Fashion-MNIST,
 # 900/300 split, logistic probe 0.82 vs 0.83, 10-NN 0.81 vs 0.84): ask for it as efficientnet_lite0:112.
 EFFICIENTNET_LITE0_SIZE = 224
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB, with transparent areas (emoji, icons) on white rather than on black."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 def square_resize(image: Image.Image, size: int) -> Image.Image:
@@ -202,7 +193,10 @@ def load_hf_image(name: str, source: str, device: torch.device) -> HFImageEncode
     """``AutoModel`` + ``AutoImageProcessor`` from a Hub id or local folder ``source``."""
     from transformers import AutoImageProcessor, AutoModel
 
-    with hf_access(name, source):
-        model = AutoModel.from_pretrained(source, dtype=torch.float32)
-        processor = AutoImageProcessor.from_pretrained(source)
+    with hf_access(name, source) as local_only:
+        # Never code from the repo, never pickled weights; cached files only when offline.
+        model = AutoModel.from_pretrained(source, dtype=torch.float32, trust_remote_code=False,
+                                          use_safetensors=True, local_files_only=local_only)
+        processor = AutoImageProcessor.from_pretrained(source, trust_remote_code=False,
+                                                       local_files_only=local_only)
     return HFImageEncoder(name, model, processor, device, revision(source, model))

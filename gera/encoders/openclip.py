@@ -6,6 +6,7 @@ Hub), a local weights file, or absent / ``none`` for random weights (only useful
 """
 from __future__ import annotations
 
+import os
 import uuid
 from functools import lru_cache
 from pathlib import Path
@@ -16,11 +17,14 @@ from PIL import Image
 
 from gera.encoders.batched import BatchedEncoder
 from gera.encoders.hub import fingerprint, hub_access, is_local
-from gera.encoders.image import check_images, to_rgb
+from gera.encoders.image import check_images
 from gera.encoders.text import TextEncoder
 from gera.errors import GeraError
+from gera.images import to_rgb
 
 _SCHEMAS = ("hf-hub:", "local-dir:")
+_OPEN_CLIP_WEIGHTS = "open_clip_pytorch_model.bin"  # open_clip's default file name in a repo
+_OPEN_CLIP_SAFE_WEIGHTS = "open_clip_model.safetensors"
 
 
 class OpenClipModel(NamedTuple):
@@ -61,6 +65,55 @@ def _check_known(name: str, arch: str, pretrained: str | None) -> None:
                         f"{arch} nor a file. Tags for {arch}: {', '.join(tags)}.")
 
 
+def _hub_repo(arch: str, pretrained: str | None) -> str | None:
+    """The Hub repo a load of ``arch`` / tag ``pretrained`` downloads from, if any."""
+    from open_clip.pretrained import get_pretrained_cfg
+
+    if arch.startswith("hf-hub:"):
+        return arch.removeprefix("hf-hub:")
+    hub = (get_pretrained_cfg(arch, pretrained) or {}).get("hf_hub", "") if pretrained else ""
+    return os.path.split(hub)[0] or None
+
+
+def _cached_files(arch: str, pretrained: str | None) -> tuple[str, str | None, dict]:
+    """``(arch, pretrained, extra create_model arguments)`` that load the same model from the
+    local Hub cache only. open_clip has no per-call offline switch, so its files are looked up
+    here (``local_files_only``) and handed to it as local ones; a tag's preprocessing, which
+    open_clip takes from the tag, is passed along explicitly."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+    from open_clip.pretrained import get_pretrained_cfg
+
+    if arch.startswith("hf-hub:"):
+        folder = snapshot_download(arch.removeprefix("hf-hub:"), local_files_only=True)
+        return f"local-dir:{folder}", None, {}
+    cfg = (get_pretrained_cfg(arch, pretrained) or {}) if pretrained else {}
+    if not cfg.get("hf_hub"):
+        return arch, pretrained, {}  # random weights, or weights from a URL (open_clip's cache)
+    repo, filename = os.path.split(cfg["hf_hub"])
+    filename = filename or _OPEN_CLIP_WEIGHTS
+    # open_clip prefers a safetensors copy of the weights where the repo has one.
+    safe = (_OPEN_CLIP_SAFE_WEIGHTS if filename == _OPEN_CLIP_WEIGHTS
+            else filename.rsplit(".", 1)[0] + ".safetensors")
+    try:
+        path = hf_hub_download(repo, safe, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached under that name: try the original
+        path = hf_hub_download(repo, filename, local_files_only=True)
+    preprocess = {"image_mean": cfg.get("mean"), "image_std": cfg.get("std"),
+                  "image_interpolation": cfg.get("interpolation"),
+                  "image_resize_mode": cfg.get("resize_mode")}
+    return arch, path, {k: v for k, v in preprocess.items() if v is not None}
+
+
+def _tokenizer_options(arch: str, local_only: bool) -> dict:
+    """Cached files only for a tokenizer from the Hub (the others ship with open_clip)."""
+    import open_clip
+
+    if not local_only or arch.startswith("local-dir:"):
+        return {}
+    text_cfg = (open_clip.get_model_config(arch) or {}).get("text_cfg", {})
+    return {"local_files_only": True} if text_cfg.get("hf_tokenizer_name") else {}
+
+
 @lru_cache(maxsize=4)
 def load_openclip(arch: str, pretrained: str | None, device: torch.device) -> OpenClipModel:
     """Build (and cache per process) an open_clip model; both towers share one load."""
@@ -78,13 +131,18 @@ def load_openclip(arch: str, pretrained: str | None, device: torch.device) -> Op
     fix = (f"put the weights file on this machine and use 'openclip:{arch}:/path/to/weights'"
            if not arch.startswith("hf-hub:") else
            "download the repo where the Hub is reachable and use 'openclip:local-dir:DIR'")
-    with hub_access(name, source, needs_hub=needs_hub, fix=fix):
-        if needs_hub and not arch.startswith("hf-hub:"):
-            # Fetch first: open_clip logs a root-logger error for a failed download, we don't.
-            download_pretrained(get_pretrained_cfg(arch, pretrained))
-        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=pretrained,
-                                                                     device=device)
-        tokenizer = open_clip.get_tokenizer(arch)
+    repo = _hub_repo(arch, pretrained) if needs_hub else None
+    with hub_access(name, source, needs_hub=needs_hub, fix=fix, repo_id=repo) as local_only:
+        if local_only:
+            load_arch, load_weights, extra = _cached_files(arch, pretrained)
+        else:
+            load_arch, load_weights, extra = arch, pretrained, {}
+            if needs_hub and not arch.startswith("hf-hub:"):
+                # Fetch first: open_clip logs a root-logger error for a failed download, we don't.
+                download_pretrained(get_pretrained_cfg(arch, pretrained))
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            load_arch, pretrained=load_weights, device=device, **extra)
+        tokenizer = open_clip.get_tokenizer(load_arch, **_tokenizer_options(load_arch, local_only))
     if local_file:
         weights = f"file={fingerprint(pretrained)}"
     elif arch.startswith("local-dir:"):

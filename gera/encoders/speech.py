@@ -1,10 +1,9 @@
-"""Speech encoders and the one audio item type every speech task and encoder shares.
+"""Speech encoders.
 
 Items
 -----
 A speech item is a clip: a 1-D ``float32`` numpy array of mono samples at 16 kHz in [-1, 1]
-(``SAMPLE_RATE``). ``load_audio(path)`` makes one from a wav/flac/mp3/ogg file of any rate and
-channel count, and refuses silent, empty, corrupt or over-long (> ``MAX_SECONDS``) audio.
+(``gera.audio.SAMPLE_RATE``); ``gera.audio.load_audio(path)`` makes one from a file.
 
 Encoders (all frozen; every clip first gets ``speech_input``: leading/trailing silence trimmed,
 loudness normalised, because recordings and synthetic voices differ most in exactly those)
@@ -23,7 +22,6 @@ unchanged: ``prepare`` does everything up to the network, ``forward`` runs the n
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import os
 import shutil
@@ -34,14 +32,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from gera.audio import MAX_SECONDS, SAMPLE_RATE, check_clip
 from gera.encoders.batched import BatchedEncoder
 from gera.encoders.hub import hf_access, revision
 from gera.errors import GeraError
-
-SAMPLE_RATE = 16000
-MAX_SECONDS = 30.0
-# Peak below this (about -80 dBFS) = nothing but silence or dither.
-SILENCE_PEAK = 1e-4
+from gera.paths import models_root
 
 # speech_input: 10 ms frames quieter than 40 dB below the loudest frame are silence; 50 ms of
 # margin keeps the onsets of soft consonants; every clip is set to -20 dBFS RMS.
@@ -72,100 +67,6 @@ _WHISPER_HOP = 160  # samples per mel frame; the encoder halves the frame rate (
 _WHISPER_CALL_BUDGET = 16 * 300 ** 2
 
 
-# --- loading and checking audio -----------------------------------------------------------------
-
-def _decode(data: bytes) -> tuple[np.ndarray, int]:
-    """``(samples (n, channels) float32, rate)``: libsndfile first (wav/flac/ogg/mp3), then PyAV
-    for what it cannot read (opus, odd mp3 files)."""
-    import soundfile
-
-    try:
-        audio, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
-        return audio, int(rate)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as sf_error:
-        try:
-            import av
-        except ImportError:
-            raise sf_error from None
-        try:
-            with av.open(io.BytesIO(data)) as container:
-                stream = container.streams.audio[0]
-                rate = stream.rate or SAMPLE_RATE
-                # Planar float whatever the codec's sample format: (channels, samples) arrays.
-                to_float = av.AudioResampler(format="fltp")
-                frames = [out.to_ndarray() for frame in container.decode(stream)
-                          for out in to_float.resample(frame)]
-        except (av.FFmpegError, IndexError, ValueError):
-            raise sf_error from None
-        if not frames:
-            return np.zeros((0, 1), np.float32), int(rate)
-        return np.concatenate(frames, axis=1).T.astype(np.float32), int(rate)
-
-
-def resample(audio: np.ndarray, rate: int) -> np.ndarray:
-    """Mono ``audio`` at ``rate`` Hz → ``SAMPLE_RATE`` (torchaudio's windowed-sinc resampler)."""
-    if rate == SAMPLE_RATE:
-        return np.ascontiguousarray(audio, dtype=np.float32)
-    import torchaudio.functional as audio_f
-
-    tensor = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-    return audio_f.resample(tensor, rate, SAMPLE_RATE).numpy()
-
-
-class BadAudio(GeraError):
-    """An unusable clip or audio file. ``why`` says what is wrong in a few words ("silent"),
-    for callers that list many problems at once; ``str()`` is the full message with the fix."""
-
-    def __init__(self, what: str, why: str, fix: str):
-        super().__init__(f"{what} is {why}. {fix}")
-        self.why = why
-
-
-_SPEECH_FIX = "Replace it with a recording of speech."
-
-
-def check_clip(clip: np.ndarray, what: str) -> np.ndarray:
-    """``clip`` if it is a usable clip, else one ``BadAudio`` naming ``what`` and the problem."""
-    if clip.size == 0:
-        raise BadAudio(what, "empty (no samples)", _SPEECH_FIX)
-    if not np.isfinite(clip).all():
-        raise BadAudio(what, "invalid (NaN or infinite samples)", "Re-export the audio.")
-    seconds = clip.size / SAMPLE_RATE
-    if seconds > MAX_SECONDS:
-        raise BadAudio(what, f"{seconds:.1f} s long, over the {MAX_SECONDS:.0f} s limit",
-                       "Cut it into shorter clips.")
-    if float(np.abs(clip).max()) < SILENCE_PEAK:
-        raise BadAudio(what, "silent (its loudest sample is below -80 dBFS)", _SPEECH_FIX)
-    return clip
-
-
-def load_audio(path: str | Path) -> np.ndarray:
-    """The clip in the audio file ``path``: mono (channels averaged), 16 kHz, float32.
-
-    Any sample rate (8-48 kHz and beyond), wav/flac/mp3/ogg. An empty, silent, corrupt or
-    longer than 30 s file raises one ``BadAudio`` (a ``GeraError``) that names the file and the
-    problem.
-    """
-    path = Path(path)
-    what = f"Audio file {path}"
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise BadAudio(what, f"unreadable ({err.strerror or err})",
-                       "Check the path and its permissions.") from None
-    if not data:
-        raise BadAudio(what, "empty (0 bytes)", _SPEECH_FIX)
-    try:
-        audio, rate = _decode(data)
-    except Exception as err:  # noqa: BLE001 - decoders raise many types for damaged files
-        raise BadAudio(what, f"corrupt or not audio ({type(err).__name__})",
-                       "Use wav, flac, mp3 or ogg.") from None
-    if audio.shape[0] / rate > MAX_SECONDS:  # before resampling: no work on what is refused
-        raise BadAudio(what, f"{audio.shape[0] / rate:.1f} s long, over the "
-                             f"{MAX_SECONDS:.0f} s limit", "Cut it into shorter clips.")
-    return check_clip(resample(audio.mean(axis=1), rate), what)
-
-
 def check_clips(items: Sequence, encoder_name: str) -> None:
     for item in items:
         if not (isinstance(item, np.ndarray) and item.ndim == 1 and item.dtype == np.float32):
@@ -173,7 +74,7 @@ def check_clips(items: Sequence, encoder_name: str) -> None:
                     else f"a {type(item).__name__}")
             raise GeraError(f"Speech encoder '{encoder_name}' was given {kind}, not a clip (1-D "
                             "float32 samples at 16 kHz). Load files with "
-                            "gera.encoders.speech.load_audio; pair speech encoders with speech.")
+                            "gera.audio.load_audio; pair speech encoders with speech.")
 
 
 def speech_input(clip: np.ndarray) -> np.ndarray:
@@ -308,14 +209,6 @@ def load_speech_embedding(device: torch.device, size: int | None = None) -> Spee
 
 # --- whisper_base (CTranslate2) -----------------------------------------------------------------
 
-def models_root() -> Path:
-    """Where assembled model files live: ``models/`` beside the embedding cache folder (so
-    ``GERA_CACHE_DIR`` moves it too)."""
-    from gera.cache import default_cache_root  # lazy: gera.cache → gera.data → this module
-
-    return default_cache_root().parent / "models"
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -374,7 +267,7 @@ def assemble_whisper_base(root: Path | None = None) -> Path:
         os.replace(tmp, target)
     except OSError as err:
         raise GeraError(f"Could not assemble whisper_base in {folder} ({err.strerror or err}). "
-                        "Free some disk space (it needs 150 MB) or point GERA_CACHE_DIR at a "
+                        "Free some disk space (it needs 150 MB) or point GERA_MODELS_DIR at a "
                         "writable folder.") from None
     finally:
         tmp.unlink(missing_ok=True)
@@ -529,9 +422,12 @@ def load_hf_speech(name: str, source: str, device: torch.device) -> HFSpeechEnco
     """``AutoModel`` + ``AutoFeatureExtractor`` from a Hub id or local folder ``source``."""
     from transformers import AutoFeatureExtractor, AutoModel
 
-    with hf_access(name, source):
-        model = AutoModel.from_pretrained(source, dtype=torch.float32)
-        extractor = AutoFeatureExtractor.from_pretrained(source)
+    with hf_access(name, source) as local_only:
+        # Never code from the repo, never pickled weights; cached files only when offline.
+        model = AutoModel.from_pretrained(source, dtype=torch.float32, trust_remote_code=False,
+                                          use_safetensors=True, local_files_only=local_only)
+        extractor = AutoFeatureExtractor.from_pretrained(source, trust_remote_code=False,
+                                                         local_files_only=local_only)
     if getattr(extractor, "sampling_rate", SAMPLE_RATE) != SAMPLE_RATE:
         raise GeraError(f"Encoder '{name}' expects {extractor.sampling_rate} Hz audio; speech "
                         f"items are {SAMPLE_RATE} Hz. Pick a 16 kHz speech model.")

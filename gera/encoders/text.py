@@ -107,7 +107,10 @@ def load_hf_text(name: str, source: str, device: torch.device) -> HFTextEncoder:
     """``AutoModel`` + ``AutoTokenizer`` from a Hub id or local folder ``source``."""
     from transformers import AutoModel, AutoTokenizer
 
-    with hf_access(name, source):
-        model = AutoModel.from_pretrained(source, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(source)
+    with hf_access(name, source) as local_only:
+        # Never code from the repo, never pickled weights; cached files only when offline.
+        model = AutoModel.from_pretrained(source, dtype=torch.float32, trust_remote_code=False,
+                                          use_safetensors=True, local_files_only=local_only)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False,
+                                                  local_files_only=local_only)
     return HFTextEncoder(name, model, tokenizer, device, revision(source, model))

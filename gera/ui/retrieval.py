@@ -8,11 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from gera.encoders import get_encoder
-from gera.encoders.speech import load_audio
+from gera.audio import load_audio
 from gera.errors import GeraError
+from gera.images import open_image
 from gera.ui.models import ModelSet
 
 MAX_QUERY_CHARS = 500
@@ -55,12 +56,11 @@ def text_to_images(models: ModelSet, method: str, text: str, k: int) -> list[tup
 
 
 def load_query_image(path: str | Path) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            return ImageOps.exif_transpose(img).convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise GeraError(f"The uploaded file {Path(path).name} is not an image that can be read "
-                        f"({type(err).__name__}). Upload a PNG, JPEG, WebP or GIF.") from None
+    """The uploaded image, through the same checks as every image (``gera.images``); messages
+    name the upload, never the server's temp path."""
+    if path is None:
+        raise GeraError("Upload an image first.")
+    return open_image(path, "The uploaded image")
 
 
 def _texts_for(models: ModelSet, method: str, raw_query: np.ndarray, k: int) -> list[list]:
@@ -81,10 +81,7 @@ def load_query_audio(path: str | Path) -> np.ndarray:
     ``GeraError`` that says which (from ``load_audio``), without the server's temp path."""
     if path is None:
         raise GeraError("Record or upload a clip of speech first.")
-    try:
-        return load_audio(path)
-    except GeraError as err:
-        raise GeraError(str(err).replace(f"Audio file {Path(path)}", "The clip")) from None
+    return load_audio(path, "The clip")
 
 
 def speech_to_texts(models: ModelSet, method: str, clip: np.ndarray, k: int) -> list[list]:
