@@ -8,8 +8,8 @@ import pytest
 import soundfile
 
 from gera.data import get_task
-from gera.data.spoken_words import (SOUNDS_DIR, Entry, SpokenWords, Synthesiser, all_voices,
-                                    real_recordings, synthesise)
+from gera.data.spoken_words import SOUNDS_DIR, SpokenWords, real_recordings
+from gera.data.tts import Entry, Synthesiser, all_voices, synthesise
 from gera.encoders import get_encoder, list_encoders
 from gera.encoders import speech
 from gera.audio import SAMPLE_RATE, load_audio
