@@ -40,3 +40,10 @@ def uploads_root() -> Path:
     """Unpacked dataset uploads (the app's .zip of pairs): ``$GERA_UPLOADS_DIR``, else
     ``gera-uploads/`` in the system temp folder (uploads are disposable)."""
     return _from_env("GERA_UPLOADS_DIR") or Path(tempfile.gettempdir()) / "gera-uploads"
+
+
+def sessions_root() -> Path:
+    """Each app visitor's files while their session lasts (unpacked uploads, runs, embeddings
+    of their own data, thumbnails): ``$GERA_SESSIONS_DIR``, else ``gera-sessions/`` in the
+    system temp folder."""
+    return _from_env("GERA_SESSIONS_DIR") or Path(tempfile.gettempdir()) / "gera-sessions"

@@ -36,8 +36,8 @@ HAS_SPEECH = ("speech_embedding" in list_encoders("speech") and SOUNDS_DIR.is_di
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
-    yield from serve_app(tmp_path_factory, AppConfig(gallery_limit=40))
+def url():
+    yield from serve_app(AppConfig(gallery_limit=40))
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,8 @@ TIMEOUT_MS = 120_000
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
-    yield from serve_app(tmp_path_factory, AppConfig(gallery_limit=40, defaults=TINY))
+def url():
+    yield from serve_app(AppConfig(gallery_limit=40, defaults=TINY))
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,6 @@ from gera.settings import CompareSettings, TrainConfig
 SMALL_FASHION = ["--task", "fashion-mnist", "--task-option", "n_test=200", "--unpaired-a", "300",
                  "--budget", "30", "--seeds", "2", "--grid-size", "1", "--max-steps", "40"]
 
-pytestmark = pytest.mark.usefixtures("private_cache")
-
 
 
 

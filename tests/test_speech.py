@@ -21,8 +21,6 @@ from gera.settings import CompareSettings, TrainConfig
 WORDS = ["seven", "bravo", "yellow", "monday", "hotel"]
 VOICES = ["espeak-ng:en-gb+f3:s150:p55", "flite:slt", "piper:en_US-joe-medium:l1.0"]
 
-pytestmark = pytest.mark.usefixtures("private_cache")
-
 
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import threading
+from collections import OrderedDict
 import json
 from pathlib import Path
 from typing import Callable
@@ -24,7 +26,11 @@ _BUILTIN: dict[str, Callable[..., Task]] = {
     "spoken-words": SpokenWords,
 }
 FOLDER_PREFIX = "folder:"
-_MEMO: dict[tuple, Task] = {}
+# Built tasks, most recently used last. Bounded: on a public app every upload is a new task, and
+# a task holds its item lists (Fashion-MNIST: 70k images in memory).
+_MEMO: "OrderedDict[tuple, Task]" = OrderedDict()
+MEMO_SIZE = 8
+_MEMO_LOCK = threading.Lock()
 
 
 def list_tasks() -> list[str]:
@@ -56,23 +62,31 @@ def _build(name: str, factory: Callable[..., Task], *args, **kwargs) -> Task:
 def get_task(name: str, **kwargs) -> Task:
     """The task called ``name``, built with ``kwargs`` (see each task class for its parameters).
 
-    Tasks are memoised per (name, kwargs): parsing Fashion-MNIST or enumerating the emoji font
-    happens once per process. Unknown names raise ``GeraError`` listing the known ones.
+    Tasks are memoised per (name, kwargs), the last ``MEMO_SIZE`` used: parsing Fashion-MNIST or
+    enumerating the emoji font happens once per process. Unknown names raise ``GeraError``
+    listing the known ones.
     """
     key = _memo_key(name, kwargs)
-    if key not in _MEMO:
-        if name.startswith(FOLDER_PREFIX):
-            path = name[len(FOLDER_PREFIX):]
-            if not path:
-                raise GeraError("Task 'folder:' needs a path, e.g. 'folder:/data/my-pairs' (a "
-                                f"folder holding {CSV_NAME} and the images, or {AUDIO_CSV_NAME} "
-                                "and the audio files).")
-            _MEMO[key] = _build(name, open_folder, path, **kwargs)
-        elif name in _BUILTIN:
-            _MEMO[key] = _build(name, _BUILTIN[name], **kwargs)
-        else:
-            raise GeraError(f"Unknown task '{name}'. Known tasks: {', '.join(list_tasks())}.")
-    return _MEMO[key]
+    with _MEMO_LOCK:
+        if key in _MEMO:
+            _MEMO.move_to_end(key)
+            return _MEMO[key]
+    if name.startswith(FOLDER_PREFIX):
+        path = name[len(FOLDER_PREFIX):]
+        if not path:
+            raise GeraError("Task 'folder:' needs a path, e.g. 'folder:/data/my-pairs' (a "
+                            f"folder holding {CSV_NAME} and the images, or {AUDIO_CSV_NAME} "
+                            "and the audio files).")
+        task = _build(name, open_folder, path, **kwargs)
+    elif name in _BUILTIN:
+        task = _build(name, _BUILTIN[name], **kwargs)
+    else:
+        raise GeraError(f"Unknown task '{name}'. Known tasks: {', '.join(list_tasks())}.")
+    with _MEMO_LOCK:
+        task = _MEMO.setdefault(key, task)  # two first callers at once keep one
+        while len(_MEMO) > MEMO_SIZE:
+            _MEMO.popitem(last=False)
+    return task
 
 
 def parse_task_options(pairs: list[str]) -> dict:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from gera.ui.form import TrainForm
+from gera.ui.limits import Limits, public_mode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_FOLDER = REPO_ROOT / "assets" / "example-folder"
@@ -19,18 +20,25 @@ EXAMPLE_FOLDER = REPO_ROOT / "assets" / "example-folder"
 BUDGETS = (10, 30, 100, 300, 1000, 3000, 10000)
 
 
-def on_space() -> bool:
-    """Running on a Hugging Face Space (the platform sets SPACE_ID)."""
-    return bool(os.environ.get("SPACE_ID"))
-
-
 def server_name() -> str:
     """GRADIO_SERVER_NAME when set; else every interface on a Space, loopback elsewhere."""
-    return os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_space() else "127.0.0.1")
+    return os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if os.environ.get("SPACE_ID")
+                                                    else "127.0.0.1")
+
+
+# On a public app, the encoders a visitor may pick unless GERA_ALLOWED_ENCODERS says otherwise:
+# the bundled ones and a few well-known Hub models of modest size.
+PUBLIC_ENCODERS = ("mobilenet_v2", "efficientnet_lite0", "minilm", "speech_embedding",
+                   "whisper_base", "openclip:ViT-B-32:laion2b_s34b_b79k",
+                   "hf:google/vit-base-patch16-224", "hf:sentence-transformers/all-mpnet-base-v2",
+                   "hf:facebook/wav2vec2-base")
 
 
 @dataclass(frozen=True)
 class AppConfig:
+    """Everything ``build_app`` needs. ``from_env`` reads the operator's settings (README,
+    "Running it publicly")."""
+
     checkpoints: Path = REPO_ROOT / "checkpoints"
     results: Path = REPO_ROOT / "results"
     # Items per modality searched in the Retrieval tab and plotted in Neighbourhoods: held-out
@@ -39,13 +47,28 @@ class AppConfig:
     # Training jobs running at once; more wait in the queue. One suits 2 CPU cores or one GPU.
     train_concurrency: int = 1
     queue_size: int = 64
-    allow_server_folders: bool = field(default_factory=lambda: not on_space())
+    # Public: anyone may use it (a Space, or GERA_PUBLIC=1). Then visitors' task options and
+    # encoders come from allow-lists, jobs and visitors have limits, and the server's folders
+    # are out of reach.
+    public: bool = field(default_factory=public_mode)
+    limits: Limits = field(default_factory=Limits)
+    allowed_encoders: Optional[tuple[str, ...]] = None  # None: any name (a local run)
+    allow_server_folders: bool = field(default_factory=lambda: not public_mode())
     defaults: TrainForm = field(default_factory=TrainForm)  # the training form's initial values
 
     @classmethod
     def from_env(cls, **overrides) -> "AppConfig":
-        """GERA_CHECKPOINTS, GERA_GALLERY_LIMIT, GERA_TRAIN_CONCURRENCY override the defaults."""
-        env = {}
+        """GERA_CHECKPOINTS, GERA_GALLERY_LIMIT, GERA_TRAIN_CONCURRENCY, GERA_PUBLIC,
+        GERA_ALLOWED_ENCODERS (comma-separated) and the ``Limits`` variables override the
+        defaults; ``overrides`` override those."""
+        public = overrides.get("public", public_mode())
+        env = {"public": public, "limits": Limits.from_env(public),
+               "allow_server_folders": not public}
+        allowed = os.environ.get("GERA_ALLOWED_ENCODERS", "").strip()
+        if allowed:
+            env["allowed_encoders"] = tuple(e.strip() for e in allowed.split(",") if e.strip())
+        elif public:
+            env["allowed_encoders"] = PUBLIC_ENCODERS
         if os.environ.get("GERA_CHECKPOINTS"):
             env["checkpoints"] = Path(os.environ["GERA_CHECKPOINTS"])
         if os.environ.get("GERA_GALLERY_LIMIT"):

@@ -1,26 +1,40 @@
 """One rule for every callback: a user-facing problem becomes a visible error and the app keeps
-serving; anything else is logged with its traceback and shown without server details."""
+serving; anything else is logged with its traceback and shown without server details. On a
+public app no message carries a server path."""
 from __future__ import annotations
 
 import functools
 import inspect
 import logging
+import re
 from typing import Callable
 
 import gradio as gr
 
 from gera.errors import GeraError
+from gera.ui.limits import public_mode
 
 log = logging.getLogger(__name__)
 UNEXPECTED = ("Something went wrong on the server while doing that (it has been logged). Try "
               "again, or with other settings.")
 
 
+# An absolute path of two or more parts: what a server path looks like inside a message.
+_SERVER_PATH = re.compile(r"""(?<![\w.~/])/(?!/)(?:[^\s'"“”(),:]+/)+([^\s'"“”(),:]*)""")
+
+
+def without_server_paths(message: str) -> str:
+    """The message with every absolute path cut to its last part: a visitor learns nothing of
+    the server's folders (their own file keeps its name)."""
+    return _SERVER_PATH.sub(lambda m: m.group(1) or "…", message)
+
+
 def _as_ui_error(err: BaseException) -> gr.Error:
     if isinstance(err, gr.Error):
         return err
     if isinstance(err, GeraError):
-        return gr.Error(str(err))
+        message = str(err)
+        return gr.Error(without_server_paths(message) if public_mode() else message)
     log.error("unexpected error in a callback", exc_info=err)
     return gr.Error(UNEXPECTED)
 

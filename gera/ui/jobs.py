@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable, Iterator
+import time
+from typing import Any, Callable, Iterator, Optional
 
 from gera.errors import GeraError
 
@@ -27,12 +28,16 @@ class BackgroundJob:
     """Runs ``work(report, should_stop)`` on a daemon thread.
 
     ``report(event)`` queues a progress event and raises ``Cancelled`` once stopped, so stages
-    that never poll ``should_stop`` (embedding) end at their next progress report too.
+    that never poll ``should_stop`` (embedding) end at their next progress report too. Past
+    ``deadline_s`` seconds the job stops itself the same way and says so (``timed_out``).
     """
 
-    def __init__(self, work: Callable[[Report, Callable[[], bool]], Any]):
+    def __init__(self, work: Callable[[Report, Callable[[], bool]], Any],
+                 deadline_s: Optional[float] = None):
         self._events: queue.Queue = queue.Queue()
         self._stop = threading.Event()
+        self._deadline = None if deadline_s is None else time.monotonic() + deadline_s
+        self.timed_out = False
         self._done = threading.Event()
         self.result: Any = None
         self.error: BaseException | None = None
@@ -40,14 +45,20 @@ class BackgroundJob:
                                         name=THREAD_NAME)
         self._thread.start()
 
-    def _report(self, event: dict) -> None:
-        if self._stop.is_set():
+    def _should_stop(self) -> bool:
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            self.timed_out = True
+            self._stop.set()
+        return self._stop.is_set()
+
+    def _report(self, event) -> None:
+        if self._should_stop():
             raise Cancelled()
         self._events.put(event)
 
     def _run(self, work) -> None:
         try:
-            self.result = work(self._report, self._stop.is_set)
+            self.result = work(self._report, self._should_stop)
         except BaseException as err:  # handed to the UI thread, which decides how to show it
             self.error = err
         finally:
@@ -56,7 +67,7 @@ class BackgroundJob:
     def stop(self) -> None:
         self._stop.set()
 
-    def batches(self, every_s: float = 0.5) -> Iterator[list[dict]]:
+    def batches(self, every_s: float = 0.5) -> Iterator[list]:
         """Every ``every_s`` seconds until the job ends: the events queued since the last batch."""
         while True:
             finished = self._done.wait(every_s)

@@ -12,8 +12,9 @@ from gera.ui.config import AppConfig
 from gera.ui.device import device_label
 from gera.ui.models import ShippedModels
 from gera.ui.projection import compile_umap
+from gera.ui.train_tab import Guards
+from gera.ui.workspace import end_session
 
-SESSION_HOURS = 3
 # Queries are cheap: several users' queries run at once. Training and projections have their
 # own, smaller limits (train_tab, neighbourhoods_tab).
 QUERY_CONCURRENCY = 4
@@ -27,32 +28,42 @@ def _warm_up(shipped: ShippedModels) -> None:
     compile_umap()
 
 
+def _end_session(request: gr.Request) -> None:
+    """A visitor who leaves takes their files with them (uploads, runs, thumbnails)."""
+    end_session(request.session_hash)
+
+
 def build_app(config: Optional[AppConfig] = None, warm_up: bool = True) -> gr.Blocks:
     """The Blocks, queued. Launch it with ``launch(**theme.launch_kwargs())``."""
     config = config or AppConfig.from_env()
     shipped = ShippedModels(config.checkpoints, config.gallery_limit)
-    with gr.Blocks(title="GeRA Studio") as demo:
+    guards = Guards.of(config.limits)
+    # Gradio's own copies of uploads and results: swept every 10 minutes once older than a
+    # session may live.
+    ttl = int(config.limits.session_ttl_seconds)
+    with gr.Blocks(title="GeRA Studio", delete_cache=(600, ttl)) as demo:
         gr.Markdown("# GeRA Studio\nAlign two frozen encoders from a few pairs and many unpaired "
                     "examples — and see what happens to each modality's neighbourhoods.",
                     elem_classes="gera-header")
         gr.Markdown(f"Device: **{device_label()}**", elem_classes="gera-device")
         # This user's last training run (training.Session). It holds a gallery's embeddings
-        # (tens of MB): dropped SESSION_HOURS after the run, so idle sessions free their memory.
-        session = gr.State(None, time_to_live=SESSION_HOURS * 3600)
+        # (tens of MB): dropped after the session's time to live, so idle sessions free memory.
+        session = gr.State(None, time_to_live=ttl)
         with gr.Tabs():
             with gr.Tab("Train & compare"):
                 train = train_tab.build(config)
             with gr.Tab("Neighbourhoods") as nbhd_tab:
-                nbhd = neighbourhoods_tab.build(shipped, session, nbhd_tab)
+                nbhd = neighbourhoods_tab.build(shipped, session, nbhd_tab, guards.queries)
             with gr.Tab("Retrieval playground"):
-                retr = retrieval_tab.build(shipped, session)
+                retr = retrieval_tab.build(shipped, session, guards.queries)
             with gr.Tab("About"):
                 gr.Markdown(about_markdown(config.results, shipped.groups.values()),
                             latex_delimiters=LATEX)
         shipped_choices = {m: shipped.choices(m) for m in (None, "image", "speech")}
-        train_tab.wire(train, config, session, shipped_choices,
+        train_tab.wire(train, config, guards, session, shipped_choices,
                        [(nbhd.source, None), (retr.image_source, "image"),
                         (retr.speech_source, "speech")])
+        demo.unload(_end_session)
     demo.queue(default_concurrency_limit=QUERY_CONCURRENCY, max_size=config.queue_size)
     if warm_up:
         threading.Thread(target=_warm_up, args=(shipped,), daemon=True).start()

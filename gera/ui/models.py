@@ -8,7 +8,9 @@ call and one matrix product.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Callable, Mapping, Optional
 import numpy as np
 
 from gera.alignments import Alignment
+from gera.cache import EmbeddingCache
 from gera.checkpoint import load_alignment
 from gera.data import get_task
 from gera.data.base import Split, Task
@@ -53,6 +56,7 @@ class ModelSet:
     gallery_a: GallerySide
     gallery_b: GallerySide
     aligned: Mapping[str, tuple[np.ndarray, np.ndarray]]  # method → gallery (A, B), aligned
+    thumbnails: Path  # where the gallery's A items are rendered for the page, once each
 
     @property
     def task(self) -> Task:
@@ -93,9 +97,13 @@ def gallery_indices(split: Split, limit: int, seed: int = 0) -> tuple[np.ndarray
 def build_model_set(key: str, title: str, task_name: str, task_options: Mapping[str, object],
                     split: Split, encoder_a: str, encoder_b: str,
                     alignments: Mapping[str, Alignment], metrics: Mapping[str, Mapping[str, float]],
-                    limit: int, progress: Optional[Callable[[dict], None]] = None) -> ModelSet:
-    """Embed the gallery (through the embedding cache: usually all hits) and align it."""
-    data = EmbeddedTask.open(task_name, dict(task_options), encoder_a, encoder_b)
+                    limit: int, progress: Optional[Callable[[object], None]] = None,
+                    cache: Optional[EmbeddingCache] = None,
+                    thumbnails: Optional[Path] = None) -> ModelSet:
+    """Embed the gallery (through the embedding cache: usually all hits) and align it.
+    ``thumbnails`` (default: a folder per model set in the temp folder) is where images the
+    page shows are written."""
+    data = EmbeddedTask.open(task_name, dict(task_options), encoder_a, encoder_b, cache)
     task = data.task
     a_idx, b_idx = gallery_indices(split, limit)
     data.ensure(a_idx, b_idx, progress)
@@ -105,8 +113,12 @@ def build_model_set(key: str, title: str, task_name: str, task_options: Mapping[
                          task.classes("b", b_idx))
     ordered = {m: alignments[m] for m in METHODS if m in alignments}
     aligned = {m: (al.embed_a(side_a.raw), al.embed_b(side_b.raw)) for m, al in ordered.items()}
-    return ModelSet(key, title, task_name, dict(task_options), data.encoder_a.name, data.encoder_b.name, ordered,
-                    dict(metrics), side_a, side_b, aligned)
+    if thumbnails is None:
+        digest = hashlib.sha256(f"{key}|{task_name}|{sorted(task_options.items())}".encode())
+        thumbnails = Path(tempfile.gettempdir()) / "gera-thumbnails" / digest.hexdigest()[:24]
+    return ModelSet(key, title, task_name, dict(task_options), data.encoder_a.name,
+                    data.encoder_b.name, ordered, dict(metrics), side_a, side_b, aligned,
+                    thumbnails)
 
 
 @dataclass(frozen=True)

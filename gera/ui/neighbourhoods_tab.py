@@ -7,6 +7,7 @@ import gradio as gr
 
 from gera.methods import METHODS, featured
 from gera.ui.errors import errors_as_ui
+from gera.ui.limits import RateLimiter, visitor_of
 from gera.ui.models import ShippedModels
 from gera.ui.neighbourhoods import compute_view, figures
 from gera.ui.sources import resolve
@@ -18,7 +19,8 @@ class NeighbourhoodsTab:
     source: gr.Dropdown
 
 
-def build(shipped: ShippedModels, session: gr.State, tab: gr.Tab) -> NeighbourhoodsTab:
+def build(shipped: ShippedModels, session: gr.State, tab: gr.Tab,
+          queries: RateLimiter) -> NeighbourhoodsTab:
     choices = shipped.choices()
     gr.Markdown("Each modality's points before alignment (the encoder's own space) and after it, "
                 "side by side: the same points, projected by UMAP on their exact cosine kNN graph. "
@@ -51,7 +53,9 @@ def build(shipped: ShippedModels, session: gr.State, tab: gr.Tab) -> Neighbourho
     plots = [before, after, joint, histogram, summary]
 
     @errors_as_ui
-    def project(session_value, model, method, modality, points, k, colour_by):
+    def project(session_value, model, method, modality, points, k, colour_by,
+                request: gr.Request):
+        queries.check(visitor_of(request))
         models = resolve(shipped, session_value, model)
         models.alignment(method)
         view = compute_view(models, method, modality, int(points), int(k))

@@ -14,6 +14,7 @@ from gera.encoders import get_encoder
 from gera.audio import load_audio
 from gera.errors import GeraError
 from gera.images import open_image
+from gera.io import atomic_write
 from gera.ui.models import ModelSet
 
 MAX_QUERY_CHARS = 500
@@ -46,13 +47,28 @@ def text_to_items(models: ModelSet, method: str, text: str, k: int) -> list[tupl
     return [(int(i), float(scores[i])) for i in _top(scores, k)]
 
 
-def text_to_images(models: ModelSet, method: str, text: str, k: int) -> list[tuple[Image.Image, str]]:
-    """Gallery entries ``(image, "score · what it shows")`` for the ``k`` best images."""
+THUMBNAIL_PX = 256
+
+
+def thumbnail(models: ModelSet, position: int) -> Path:
+    """Gallery A item ``position`` as a PNG file the page can show, rendered on first use and
+    written atomically: a file is complete before any request can serve it, and never rewritten
+    while another request streams it."""
+    index = int(models.gallery_a.indices[position])
+    path = models.thumbnails / f"{index}.png"
+    if not path.is_file():
+        image = models.task.a.load([index])[0]
+        image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: image.save(f, format="PNG"))
+    return path
+
+
+def text_to_images(models: ModelSet, method: str, text: str, k: int) -> list[tuple[str, str]]:
+    """Gallery entries ``(image file, "score · what it shows")`` for the ``k`` best images."""
     _needs(models, "image")
-    hits = text_to_items(models, method, text, k)
-    images = models.task.a.load([int(models.gallery_a.indices[i]) for i, _ in hits])
-    return [(img, f"{score:.3f} · {models.gallery_a.texts[i]}")
-            for img, (i, score) in zip(images, hits)]
+    return [(str(thumbnail(models, i)), f"{score:.3f} · {models.gallery_a.texts[i]}")
+            for i, score in text_to_items(models, method, text, k)]
 
 
 def load_query_image(path: str | Path) -> Image.Image:

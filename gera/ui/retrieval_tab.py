@@ -10,6 +10,7 @@ from gera.errors import GeraError
 from gera.methods import METHODS, featured, featured_twin, label
 from gera.ui import retrieval
 from gera.ui.errors import errors_as_ui
+from gera.ui.limits import RateLimiter, visitor_of
 from gera.ui.models import ShippedModels
 from gera.ui.sources import resolve
 
@@ -35,7 +36,7 @@ def side_by_side(component, ours: str, baseline: str, **options):
         return component(label=ours, **options), component(label=baseline, **options)
 
 
-def build(shipped: ShippedModels, session: gr.State) -> RetrievalTab:
+def build(shipped: ShippedModels, session: gr.State, queries: RateLimiter) -> RetrievalTab:
     image_choices, speech_choices = shipped.choices("image"), shipped.choices("speech")
     ours, twin = featured(), featured_twin()
     ours_label = label(ours)
@@ -79,13 +80,15 @@ def build(shipped: ShippedModels, session: gr.State) -> RetrievalTab:
 
     # Parameter names are the API's (gradio_client users pass them by name).
     @errors_as_ui
-    def search_images(session_value, model, baseline, text, k):
+    def search_images(session_value, model, baseline, text, k, request: gr.Request):
+        queries.check(visitor_of(request))
         models = resolve(shipped, session_value, model)
         return [retrieval.text_to_images(models, method, text, int(k))
                 for method in (ours, baseline)]
 
     @errors_as_ui
-    def find_captions(session_value, model, baseline, image, k):
+    def find_captions(session_value, model, baseline, image, k, request: gr.Request):
+        queries.check(visitor_of(request))
         if image is None:
             raise GeraError("Upload an image first.")
         picture = retrieval.load_query_image(image)
@@ -94,7 +97,8 @@ def build(shipped: ShippedModels, session: gr.State) -> RetrievalTab:
                             for method in (ours, baseline)]
 
     @errors_as_ui
-    def find_transcripts(session_value, model, baseline, audio, k):
+    def find_transcripts(session_value, model, baseline, audio, k, request: gr.Request):
+        queries.check(visitor_of(request))
         clip = retrieval.load_query_audio(audio)
         models = resolve(shipped, session_value, model)
         return [retrieval.speech_to_texts(models, method, clip, int(k))

@@ -8,6 +8,7 @@ import gradio as gr
 
 from gera.encoders import DEFAULT_ENCODERS, list_encoders
 from gera.encoders.hub import hub_reachable
+from gera.errors import GeraError
 from gera.results import TrainStep
 from gera.geometry import KERNELS
 from gera.methods import METHODS, featured, label
@@ -18,8 +19,9 @@ from gera.ui.errors import errors_as_ui
 from gera.ui.jobs import BackgroundJob
 from gera.ui.sources import SESSION_KEY
 from gera.ui.form import FOLDER, FORM_FIELDS, UPLOAD, TrainForm
-from gera.ui.training import (ProgressTracker, Session, resolve_task, run_training, settings_for,
-                              task_choices)
+from gera.ui.limits import Limits, RateLimiter, RunningJobs, visitor_of
+from gera.ui.training import ProgressTracker, Session, run_training, task_choices
+from gera.ui.workspace import session_folder, sweep_sessions
 
 PAIRS = [("image ↔ text", "image"), ("speech ↔ text", "speech")]
 # Suggestions when the Hub is reachable (a Space); any hf:/openclip: name can be typed instead.
@@ -48,9 +50,10 @@ class TrainTab:
 def build(config: AppConfig) -> TrainTab:
     d = config.defaults
     hub = hub_reachable(timeout=1.0)
-    gr.Markdown("Pick two frozen encoders and a paired budget, then train GeRA and the baselines "
-                "on the same seeds, pairs and tuning budget. Small jobs finish in about a minute "
-                "on a CPU once the embeddings are cached.")
+    gr.Markdown(f"Pick two frozen encoders and a paired budget, then train {label(featured())} and "
+                "the baselines on the same seeds, pairs and tuning budget. Small jobs finish in "
+                "about a minute on a CPU once the embeddings are cached. "
+                + config.limits.describe())
     with gr.Row():
         with gr.Column(scale=1):
             pair = gr.Radio(PAIRS, value=d.pair, label="Modalities")
@@ -83,7 +86,8 @@ def build(config: AppConfig) -> TrainTab:
                 k = gr.Slider(1, 50, value=d.k, step=1, label="K neighbours per anchor")
                 kernel = gr.Dropdown(list(KERNELS), value=d.kernel, label="Kernel")
             with gr.Row():
-                max_steps = gr.Slider(10, 3000, value=d.max_steps, step=10,
+                max_steps = gr.Slider(10, min(3000, config.limits.max_steps or 3000),
+                                      value=d.max_steps, step=10,
                                       label="Max training steps (early stopping on validation)")
                 seeds = gr.Slider(1, 5, value=d.seeds, step=1, label="Seeds")
             grid_size = gr.Slider(0, 3, value=d.grid_size, step=1,
@@ -135,8 +139,23 @@ def _source_updates(session: Session, shipped_choices: dict, modalities: Sequenc
     return out
 
 
-def wire(tab: TrainTab, config: AppConfig, session: gr.State, shipped_choices: dict,
-         sources: list[tuple[gr.Dropdown, str | None]]) -> None:
+@dataclass
+class Guards:
+    """The per-visitor limits every callback checks (one set per app)."""
+
+    limits: Limits
+    trains: RateLimiter
+    queries: RateLimiter
+    running: RunningJobs
+
+    @classmethod
+    def of(cls, limits: Limits) -> "Guards":
+        return cls(limits, RateLimiter(limits.trains_per_hour, 3600, "training jobs"),
+                   RateLimiter(limits.queries_per_minute, 60, "queries"), RunningJobs())
+
+
+def wire(tab: TrainTab, config: AppConfig, guards: Guards, session: gr.State,
+         shipped_choices: dict, sources: list[tuple[gr.Dropdown, str | None]]) -> None:
     """``sources``: the other tabs' model selectors and the A modality each lists (None: all)."""
     outputs = [tab.status, tab.results, tab.differences, tab.curves, tab.metrics_plot,
                tab.downloads, session, *[s for s, _ in sources]]
@@ -147,12 +166,21 @@ def wire(tab: TrainTab, config: AppConfig, session: gr.State, shipped_choices: d
     # component has no initial value, so ``upload``'s default (none) is the parameter's.
     @gpu
     @errors_as_ui
-    def train(*, progress=gr.Progress(), upload=None, **values):
-        form = TrainForm(upload=upload, **values)
-        settings = settings_for(form, resolve_task(form, config.allow_server_folders))
-        tracker = ProgressTracker(settings)
+    def train(request: gr.Request, *, progress=gr.Progress(), upload=None, **values):
+        visitor = visitor_of(request)
+        guards.trains.check(visitor)
+        guards.running.start(visitor)
+        try:
+            yield from _run_job(TrainForm(upload=upload, **values),
+                                session_folder(request.session_hash), progress)
+        finally:
+            guards.running.finish(visitor)
+
+    def _run_job(form: TrainForm, folder, progress):
+        sweep_sessions(config.limits.session_ttl_seconds)  # the sessions nobody closed
+        tracker = ProgressTracker()
         job = BackgroundJob(lambda report, should_stop: run_training(
-            settings, config.gallery_limit, report, should_stop))
+            form, config, folder, report, should_stop), config.limits.job_seconds)
         try:
             for batch in job.batches():
                 for event in batch:
@@ -163,6 +191,9 @@ def wire(tab: TrainTab, config: AppConfig, session: gr.State, shipped_choices: d
                 yield [f"⏳ {tracker.text}", gr.skip(), gr.skip(), live] + skip_rest
         finally:  # the user cancelled or left: stop the worker at its next step or batch
             job.stop()
+        if job.timed_out:
+            raise GeraError(f"The job ran past this app's limit of {config.limits.job_seconds:g} s "
+                            "and was stopped. Choose fewer budgets, seeds, methods or steps.")
         if job.error is not None:
             raise job.error
         run: Session = job.result

@@ -12,15 +12,18 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from gera.checkpoint import save_result_alignments
-from gera.data import get_task, parse_task_options
+from gera.cache import EmbeddingCache
+from gera.data import get_task, parse_public_task_options, parse_task_options
+from gera.encoders import check_allowed
 from gera.errors import GeraError
 from gera.experiment import compare
 from gera.io import atomic_write
 from gera.methods import METHODS, method_class
 from gera.results import CompareResult, EmbedProgress, Evaluated, FitStarted, TrainStep
 from gera.settings import CompareSettings, TrainConfig
-from gera.ui.config import EXAMPLE_FOLDER
+from gera.ui.config import EXAMPLE_FOLDER, AppConfig
 from gera.ui.form import FOLDER, TRAIN_FIELDS, UPLOAD, TrainForm
+from gera.ui.limits import Limits
 from gera.ui.models import ModelSet, build_model_set
 from gera.ui.uploads import unpack_pairs_zip
 
@@ -38,6 +41,26 @@ def task_choices(pair: str, allow_folders: bool) -> list[tuple[str, str]]:
     return BUILTIN_TASKS[pair] + extra
 
 
+def _whole(value, name: str) -> int:
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        raise GeraError(f"{name} must be a whole number (got {text[:20]!r}).")
+    return int(text)
+
+
+def _check_size(form: TrainForm, budgets: Sequence[int], n_methods: int, limits: Limits) -> None:
+    """Refuse a job bigger than this app allows before any work starts."""
+    steps, seeds, grid = int(form.max_steps), int(form.seeds), int(form.grid_size)
+    if limits.max_steps is not None and steps > limits.max_steps:
+        raise GeraError(f"At most {limits.max_steps} training steps per fit here (asked for "
+                        f"{steps}).")
+    fits = len(budgets) * seeds * n_methods * max(grid, 1)
+    if limits.max_fits is not None and fits > limits.max_fits:
+        raise GeraError(f"This job asks for {fits} fits (budgets × seeds × methods × tuning "
+                        f"grid: {len(budgets)} × {seeds} × {n_methods} × {max(grid, 1)}); at most "
+                        f"{limits.max_fits} per job here. Tick fewer of them.")
+
+
 def _pool(text: Optional[str], name: str) -> Optional[int]:
     text = (text or "").strip()
     if not text:
@@ -48,14 +71,15 @@ def _pool(text: Optional[str], name: str) -> Optional[int]:
     return int(text)
 
 
-def resolve_task(form: TrainForm, allow_folders: bool) -> str:
-    """The task name ``compare`` gets; unpacks an uploaded zip of pairs. Only the form's own
-    choices are accepted: a typed ``folder:/anything`` is not a task a visitor can pick."""
+def resolve_task(form: TrainForm, allow_folders: bool, uploads: Optional[Path] = None) -> str:
+    """The task name ``compare`` gets; unpacks an uploaded zip of pairs (under ``uploads``, the
+    visitor's own folder). Only the form's own choices are accepted: a typed
+    ``folder:/anything`` is not a task a visitor can pick."""
     if form.task == UPLOAD:
         if not form.upload:
             raise GeraError("Upload a .zip of pairs first (a folder with captions.csv and the "
                             "images, or transcripts.csv and the audio).")
-        return "folder:" + str(unpack_pairs_zip(form.upload))
+        return "folder:" + str(unpack_pairs_zip(form.upload, uploads))
     if form.task == FOLDER:
         if not allow_folders:
             raise GeraError("Reading folders on the server is switched off here; upload a .zip "
@@ -70,16 +94,26 @@ def resolve_task(form: TrainForm, allow_folders: bool) -> str:
     return form.task
 
 
-def settings_for(form: TrainForm, task_name: str) -> list[CompareSettings]:
+def settings_for(form: TrainForm, task_name: str,
+                 config: Optional[AppConfig] = None) -> list[CompareSettings]:
     """One ``CompareSettings`` per budget, smallest first; refuses what cannot run before any
-    work starts (no method, no budget, a budget beyond the task's data)."""
+    work starts (no method, no budget, a budget beyond the task's data, an option, encoder or
+    size a public app does not allow)."""
+    config = config or AppConfig()
     methods = [m for m in METHODS if m in form.methods]
     if not methods:
         raise GeraError("Tick at least one method to train.")
     if not form.budgets:
         raise GeraError("Tick at least one paired budget N.")
-    budgets = sorted({int(b) for b in form.budgets})
-    options = parse_task_options([p.strip() for p in form.task_options.split(",") if p.strip()])
+    budgets = sorted({_whole(b, "A paired budget") for b in form.budgets})
+    if config.public:
+        options = parse_public_task_options(task_name, form.task_options)
+    else:
+        options = parse_task_options([p.strip() for p in form.task_options.split(",") if p.strip()])
+    encoders = [form.encoder_a or None, form.encoder_b or None]
+    if config.allowed_encoders is not None:
+        encoders = [check_allowed(e, config.allowed_encoders) if e else None for e in encoders]
+    _check_size(form, budgets, len(methods), config.limits)
     task = get_task(task_name, **options)
     if budgets[-1] > task.max_budget():
         raise GeraError(f"Paired budget {budgets[-1]} is beyond the data: task '{task_name}' "
@@ -87,8 +121,7 @@ def settings_for(form: TrainForm, task_name: str) -> list[CompareSettings]:
     kinds = {f.name: type(f.default) for f in fields(TrainConfig)}
     train = replace(TrainConfig(), **{f: kinds[f](getattr(form, f)) for f in TRAIN_FIELDS})
     base = CompareSettings(task=task_name, task_options=options, seeds=tuple(range(int(form.seeds))),
-                           methods=tuple(methods), encoder_a=form.encoder_a or None,
-                           encoder_b=form.encoder_b or None,
+                           methods=tuple(methods), encoder_a=encoders[0], encoder_b=encoders[1],
                            unpaired_a=_pool(form.unpaired_a, "Unpaired A pool"),
                            unpaired_b=_pool(form.unpaired_b, "Unpaired B pool"),
                            grid_size=int(form.grid_size), train=train)
@@ -104,7 +137,7 @@ class PreparingGallery:
 class ProgressTracker:
     """Turns the library's progress events into a fraction done and one line of status."""
 
-    settings: Sequence[CompareSettings]
+    settings: Sequence[CompareSettings] = ()  # known once the job is planned
     fits_done: int = 0
     within_fit: float = 0.0
     text: str = "Loading the task, the encoders and the cached embeddings…"
@@ -123,7 +156,9 @@ class ProgressTracker:
         return f"N = {budget}: " if len(self.settings) > 1 and budget is not None else ""
 
     def update(self, event) -> None:
-        if isinstance(event, EmbedProgress):
+        if isinstance(event, JobPlanned):
+            self.settings = event.settings
+        elif isinstance(event, EmbedProgress):
             kind = "A" if event.side == "a" else "B"
             self.text = (f"{self._where(self._budget)}Embedding {kind} items {event.done}/"
                          f"{event.total} (each item once, ever: the cache keeps them)")
@@ -174,8 +209,15 @@ class Session:
         return {m: list(a.history) for m, a in self.results[-1].alignments.items()}
 
 
-def _checkpoint_files(result: CompareResult, settings: CompareSettings) -> list[str]:
-    folder = Path(tempfile.mkdtemp(prefix="gera-run-"))
+@dataclass(frozen=True)
+class JobPlanned:
+    """The form passed every check: these comparisons will run."""
+
+    settings: Sequence[CompareSettings]
+
+
+def _checkpoint_files(result: CompareResult, settings: CompareSettings, folder: Path) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
     task_name = settings.task
     stem = f"folder-{Path(task_name).name}" if task_name.startswith("folder:") else task_name
     paths = [str(p) for p in save_result_alignments(result, settings, folder, stem)]
@@ -184,16 +226,27 @@ def _checkpoint_files(result: CompareResult, settings: CompareSettings) -> list[
     return paths + [str(results_path)]
 
 
-def run_training(settings_list: Sequence[CompareSettings], gallery_limit: int,
+def run_training(form: TrainForm, config: AppConfig, folder: Path,
                  report: Callable[[object], None], should_stop: Callable[[], bool]) -> Session:
-    results = [compare(s, progress=report, should_stop=should_stop) for s in settings_list]
+    """The whole job, from the form to the visitor's session: checks, unzipping, the
+    comparisons, the gallery. Everything it writes goes under ``folder`` (the visitor's)."""
+    task_name = resolve_task(form, config.allow_server_folders, folder / "uploads")
+    settings_list = settings_for(form, task_name, config)
+    report(JobPlanned(settings_list))
+    # The visitor's own data is embedded into their folder, not into the shared cache.
+    cache = (EmbeddingCache(folder / "cache") if form.task == UPLOAD
+             else EmbeddingCache(max_bytes=config.limits.cache_max_bytes))
+    results = [compare(s, cache=cache, progress=report, should_stop=should_stop)
+               for s in settings_list]
     last, settings = results[-1], settings_list[-1]
     report(PreparingGallery())
     task = get_task(settings.task, **settings.task_options)
     split = task.split(settings.budget, settings.seeds[0], settings.unpaired_a, settings.unpaired_b)
     means = {m: {k: s.mean for k, s in rec.metrics.items()} for m, rec in last.methods.items()}
     title = f"Your run · {task.name.split('/')[-1]} (N = {settings.budget})"
+    run_folder = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
     models = build_model_set("session", title, settings.task, settings.task_options, split,
                              last.config["encoder_a"], last.config["encoder_b"],
-                             last.alignments, means, gallery_limit, progress=report)
-    return Session(results, models, _checkpoint_files(last, settings))
+                             last.alignments, means, config.gallery_limit, progress=report,
+                             cache=cache, thumbnails=run_folder / "thumbnails")
+    return Session(results, models, _checkpoint_files(last, settings, run_folder / "checkpoints"))

@@ -1,0 +1,177 @@
+"""The app in public mode (GERA_PUBLIC=1, as on a Space), as a hostile visitor would use it,
+through its API: every refusal is a clear message, nothing of the server leaks, limits hold, and
+the app keeps serving. (The library-level half of these checks is in test_safety.py.)"""
+import os
+import time
+import zipfile
+
+import pytest
+from conftest import serve_app
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from test_safety import black_png, silent_flac
+
+from gera.paths import sessions_root
+from gera.ui import AppConfig
+from gera.ui.config import EXAMPLE_FOLDER, PUBLIC_ENCODERS
+from gera.ui.limits import Limits, RateLimiter, RunningJobs
+
+pytestmark = [pytest.mark.slow,  # a launched server
+              pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated.*")]
+K = 3
+JOB = dict(task="emoji", budgets=["30"], methods=["asif"], unpaired_a="150", unpaired_b="300",
+           task_options="n_test_pairs=100", max_steps=30)
+
+
+@pytest.fixture(scope="module")
+def public_env():
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GERA_PUBLIC", "1")
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def client(public_env):
+    limits = Limits(job_seconds=120, max_fits=6, max_steps=200)
+    for url in serve_app(AppConfig.from_env(gallery_limit=40, limits=limits)):
+        yield Client(url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def strict(public_env):
+    limits = Limits(job_seconds=2, trains_per_hour=1, queries_per_minute=3)
+    for url in serve_app(AppConfig.from_env(gallery_limit=40, limits=limits)):
+        yield Client(url, verbose=False)
+
+
+def train(client, **changes):
+    return client.predict(**{**JOB, **changes}, api_name="/train")
+
+
+@pytest.mark.parametrize("task, options, problem", [
+    ("fashion-mnist", "data_dir=/etc", "'data_dir' cannot be set here"),
+    ("fashion-mnist", "templates=['{:>999999999}']", "'templates' cannot be set here"),
+    ("emoji", "n_test_pairs={:>999999999}", "must be a whole number"),
+    ("fashion-mnist", "n_test=99999999", "from 100 to 10000"),
+    ("fashion-mnist", "n_test=²", "from 100 to 10000"),
+    ("emoji", "font=/etc/passwd", "'font' cannot be set here"),
+])
+def test_task_options_outside_the_allow_list_are_refused(client, task, options, problem):
+    with pytest.raises(AppError, match=problem) as err:
+        train(client, task=task, task_options=options)
+    assert "/etc" not in str(err.value) or "data_dir" in problem or "font" in problem
+
+
+@pytest.mark.parametrize("encoder, problem", [
+    ("hf:/etc", "loads model files from this machine"),
+    ("hf:someone/unlisted-model", "not offered here"),
+    ("/root/.cache", "not offered here"),
+    ("openclip:ViT-H-14:laion2b_s32b_b79k", "not offered here"),
+])
+def test_encoders_outside_the_operators_list_are_refused(client, encoder, problem):
+    with pytest.raises(AppError, match=problem):
+        train(client, encoder_a=encoder)
+    assert "minilm" in PUBLIC_ENCODERS
+
+
+def test_server_folders_and_typed_tasks_are_out_of_reach(client):
+    with pytest.raises(AppError, match="switched off"):
+        train(client, task="folder", folder="/etc")
+    with pytest.raises(AppError, match="Unknown task"):
+        train(client, task="folder:/etc")
+
+
+def test_a_zip_naming_files_outside_itself_is_refused_and_leaves_nothing(client, tmp_path):
+    before = set(sessions_root().rglob("*")) if sessions_root().exists() else set()
+    for target in ("../x.png", "/etc/hostname"):
+        archive = tmp_path / "escape.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("captions.csv", f"image,caption\n{target},a caption\n")
+        with pytest.raises(AppError, match="outside the dataset folder") as err:
+            train(client, task="upload", upload=handle_file(str(archive)))
+        assert "/tmp" not in str(err.value) and "/etc" not in str(err.value)
+    after = set(sessions_root().rglob("*"))
+    assert not [p for p in after - before if p.is_file()], "a refused upload left files behind"
+
+
+def test_jobs_over_the_limits_are_refused_before_they_start(client):
+    with pytest.raises(AppError, match="maximum value 200|At most 200 training steps"):
+        train(client, max_steps=1000)
+    with pytest.raises(AppError, match="at most 6 per job"):
+        train(client, budgets=["10", "30"], seeds=2, methods=["asif", "cca"])
+
+
+def test_bombs_as_queries_are_refused_quickly(client, tmp_path):
+    flac = silent_flac(tmp_path / "bomb.flac", channels=8, seconds=3600)
+    t = time.monotonic()
+    with pytest.raises(AppError, match="channels"):
+        client.predict(model="shipped:spoken-words", baseline="asif", audio=handle_file(str(flac)),
+                       k=K, api_name="/speech_to_transcripts")
+    png = black_png(tmp_path / "bomb.png", 20_000, 20_000)
+    with pytest.raises(AppError, match="pixels|too large"):
+        client.predict(model="shipped:emoji", baseline="asif", image=handle_file(str(png)), k=K,
+                       api_name="/image_to_captions")
+    assert time.monotonic() - t < 20
+
+
+def test_a_job_runs_and_its_gallery_images_are_files(client):
+    status, table, *_ = train(client, methods=["gera", "asif"])
+    assert status.startswith("✅ Done")
+    ours, baseline = client.predict(model="session", baseline="asif", text="a red apple", k=K,
+                                    api_name="/text_to_images")
+    assert len(ours) == K and all(item["image"].endswith(".png") for item in ours)
+
+
+def test_strict_limits_stop_a_long_job_and_a_flood_of_queries(strict):
+    with pytest.raises(AppError, match="past this app's limit of 2 s"):
+        train(strict, budgets=["300"], methods=["gera"], unpaired_a="", unpaired_b="",
+              task_options="")
+    with pytest.raises(AppError, match="Too many training jobs"):
+        train(strict)
+    for _ in range(3):
+        strict.predict(model="shipped:emoji", baseline="asif", text="a pizza", k=K,
+                       api_name="/text_to_images")
+    with pytest.raises(AppError, match="Too many queries"):
+        strict.predict(model="shipped:emoji", baseline="asif", text="a pizza", k=K,
+                       api_name="/text_to_images")
+
+
+def test_rate_limits_and_running_jobs_count_per_visitor():
+    limiter = RateLimiter(2, 60, "queries")
+    limiter.check("a"), limiter.check("a"), limiter.check("b")
+    with pytest.raises(Exception, match="Too many queries"):
+        limiter.check("a")
+    running = RunningJobs()
+    running.start("a")
+    with pytest.raises(Exception, match="already have a training job"):
+        running.start("a")
+    running.start("b")
+    running.finish("a")
+    running.start("a")
+
+
+def test_public_messages_carry_no_server_paths():
+    from gera.ui.errors import without_server_paths
+
+    message = without_server_paths("Could not read /tmp/gera-sessions/ab12/uploads/x/a.png, "
+                                   "task folder:/srv/data/pairs; see https://huggingface.co/a/b")
+    assert "/tmp" not in message and "/srv" not in message and "a.png" in message
+    assert "https://huggingface.co/a/b" in message
+
+
+def test_a_sessions_files_go_when_it_ends(tmp_path, monkeypatch):
+    from gera.ui.workspace import end_session, session_folder, sweep_sessions
+
+    monkeypatch.setenv("GERA_SESSIONS_DIR", str(tmp_path))
+    folder = session_folder("../../etc")  # a hostile session hash names no other folder
+    assert folder.parent == tmp_path
+    (folder / "uploads").mkdir()
+    (folder / "uploads" / "a.png").write_bytes(b"x")
+    end_session("../../etc")
+    assert not folder.exists()
+    old = session_folder("old")
+    past = time.time() - 7200
+    os.utime(old, (past, past))
+    assert sweep_sessions(3600) == [old] and not old.exists()
