@@ -37,9 +37,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int) -> tuple[subprocess.Popen, float]:
-    """Start ``app.py``; return the process and the seconds until ``/`` answered."""
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
+def start_server(port: int, **env_vars: str) -> tuple[subprocess.Popen, float]:
+    """Start ``app.py`` (with ``env_vars`` set); return the process and the seconds until ``/``
+    answered."""
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+           **env_vars}
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -127,6 +129,38 @@ def default_job_http(client) -> dict:
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m gera.ui.bench", description=__doc__)
+    parser.add_argument("--load", action="store_true", help="the load benchmark (gera.ui.load)")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=120.0)
+    args = parser.parse_args()
+    if args.load:
+        return load_benchmark(args.clients, args.seconds)
+    figures()
+
+
+def load_benchmark(clients: int, seconds: float) -> None:
+    from gradio_client import Client
+
+    from gera.ui import load
+
+    port = _free_port()
+    # Public mode, as on a Space; all visitors come from 127.0.0.1 here, so the per-visitor
+    # rate limits (which would count them as one visitor) are lifted for the measurement.
+    proc, cold_s = start_server(port, GERA_PUBLIC="1", GERA_QUERIES_PER_MINUTE="none",
+                                GERA_TRAINS_PER_HOUR="none")
+    try:
+        print(f"cold start {cold_s:.1f} s; warm-up "
+              f"{wait_until_warm(Client(f'http://127.0.0.1:{port}/', verbose=False)):.1f} s")
+        load.run(port, proc.pid, clients, seconds)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def figures() -> None:
     from gradio_client import Client
 
     print(f"device: {device_label()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "

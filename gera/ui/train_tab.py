@@ -6,6 +6,7 @@ from typing import Sequence
 
 import gradio as gr
 
+from gera.data import public_task_options_help
 from gera.encoders import DEFAULT_ENCODERS, list_encoders
 from gera.encoders.hub import hub_reachable
 from gera.errors import GeraError
@@ -30,8 +31,18 @@ HUB_SUGGESTIONS = {"image": ["openclip:ViT-B-32:laion2b_s34b_b79k", "hf:google/v
                    "speech": ["hf:facebook/wav2vec2-base"]}
 
 
-def encoder_choices(modality: str, hub: bool) -> list[str]:
-    return list_encoders(modality) + (HUB_SUGGESTIONS[modality] if hub else [])
+def _options_help(task: str, public: bool) -> str | None:
+    """On a public app, which options the chosen task takes (nothing else is accepted)."""
+    if not public:
+        return None
+    return public_task_options_help("folder:<path>" if task in (UPLOAD, FOLDER) else task)
+
+
+def encoder_choices(modality: str, hub: bool, allowed=None) -> list[str]:
+    """The offline encoders of ``modality``, and the Hub suggestions where the Hub answers; on
+    an app with an allow-list, only those of them it allows."""
+    names = list_encoders(modality) + (HUB_SUGGESTIONS[modality] if hub else [])
+    return names if allowed is None else [n for n in names if n in allowed]
 
 
 @dataclass
@@ -66,9 +77,10 @@ def build(config: AppConfig) -> TrainTab:
             folder = gr.Textbox(d.folder, label="Folder on this machine", visible=d.task == FOLDER,
                                 placeholder="/path/to/folder with captions.csv")
             with gr.Row():
-                encoder_a = gr.Dropdown(encoder_choices(d.pair, hub), value=d.encoder_a,
+                allowed = config.allowed_encoders
+                encoder_a = gr.Dropdown(encoder_choices(d.pair, hub, allowed), value=d.encoder_a,
                                         label="Encoder A", allow_custom_value=True)
-                encoder_b = gr.Dropdown(encoder_choices("text", hub), value=d.encoder_b,
+                encoder_b = gr.Dropdown(encoder_choices("text", hub, allowed), value=d.encoder_b,
                                         label="Encoder B (text)", allow_custom_value=True)
             budgets = gr.CheckboxGroup([str(b) for b in BUDGETS], value=list(d.budgets),
                                        label="Paired budget N (log-spaced; tick several for a sweep)")
@@ -93,7 +105,8 @@ def build(config: AppConfig) -> TrainTab:
             grid_size = gr.Slider(0, 3, value=d.grid_size, step=1,
                                   label="Tuning grid per method (the same for all; 3 = the CLI's)")
             task_options = gr.Textbox(d.task_options, label="Task options (KEY=VALUE, …)",
-                                      placeholder="e.g. n_test_pairs=200")
+                                      placeholder="e.g. n_test_pairs=200",
+                                      info=_options_help(d.task, config.public))
     with gr.Row():
         train_button = gr.Button("Train & compare", variant="primary")
         cancel_button = gr.Button("Cancel", variant="stop")
@@ -113,10 +126,13 @@ def build(config: AppConfig) -> TrainTab:
 
     pair.change(lambda p: (gr.Dropdown(choices=task_choices(p, config.allow_server_folders),
                                        value=task_choices(p, config.allow_server_folders)[0][1]),
-                           gr.Dropdown(choices=encoder_choices(p, hub), value=DEFAULT_ENCODERS[p])),
+                           gr.Dropdown(choices=encoder_choices(p, hub, config.allowed_encoders),
+                                       value=DEFAULT_ENCODERS[p])),
                 pair, [task, encoder_a], show_progress="hidden", api_visibility="private")
-    task.change(lambda t: (gr.File(visible=t == UPLOAD), gr.Textbox(visible=t == FOLDER)),
-                task, [upload, folder], show_progress="hidden", api_visibility="private")
+    task.change(lambda t: (gr.File(visible=t == UPLOAD), gr.Textbox(visible=t == FOLDER),
+                           gr.Textbox(info=_options_help(t, config.public))),
+                task, [upload, folder, task_options], show_progress="hidden",
+                api_visibility="private")
     inputs = dict(pair=pair, task=task, upload=upload, folder=folder, encoder_a=encoder_a,
                   encoder_b=encoder_b, budgets=budgets, unpaired_a=unpaired_a,
                   unpaired_b=unpaired_b, methods=methods, alpha=alpha, k=k, kernel=kernel,
