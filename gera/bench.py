@@ -18,7 +18,7 @@ from gera.embedded import EmbeddedTask, split_items
 from gera.encoders import get_encoder
 from gera.encoders.throughput import measure_throughput
 from gera.experiment import validation_score
-from gera.methods import GeRA
+from gera.methods import featured, featured_twin, label, method_class
 from gera.settings import TrainConfig
 from gera.train import train
 
@@ -34,8 +34,8 @@ def training_costs(task_name: str, budget: int, repeats: int) -> dict:
     base = TrainConfig()
     out = {"device": resolve_device(base.device), "pool_a": len(args[0]) + len(args[2]),
            "pool_b": len(args[1]) + len(args[3]), "n_train_pairs": len(args[0])}
-    for name, alpha in (("gera", base.alpha), ("contrastive", 0.0)):
-        method = GeRA(base, alpha=alpha)
+    for name in (featured(), featured_twin()):
+        method = method_class(name)(base)
         fixed = [train(*args, method.objective(), replace(method.config, max_steps=200),
                        method=name) for _ in range(repeats)]
         jobs = [train(*args, method.objective(), method.config, validate=validate, method=name)
@@ -46,7 +46,7 @@ def training_costs(task_name: str, budget: int, repeats: int) -> dict:
             "job_wall_s": statistics.median(r.wall_s for r in jobs),
             "job_steps": statistics.median(r.steps_run for r in jobs),
         }
-    g, c = out["gera"], out["contrastive"]
+    g, c = out[featured()], out[featured_twin()]
     out["ratio_step"] = g["ms_per_step"] / c["ms_per_step"]
     out["ratio_job"] = g["job_wall_s"] / c["job_wall_s"]
     out["ratio_job_per_step"] = (g["job_wall_s"] / g["job_steps"]) / (c["job_wall_s"] / c["job_steps"])
@@ -76,11 +76,11 @@ def main(args) -> None:
     print(f"default config: batch {cfg.batch_size} pairs, geo_batch {cfg.geo_batch} anchors × "
           f"(k {cfg.k} + 1) per modality, MLP {cfg.hidden} → {cfg.dim}")
     print(f"{'':<14}{'ms/step':>10}{'points/step':>13}{'job wall s':>12}{'job steps':>11}")
-    for name in ("gera", "contrastive"):
+    for name in (featured(), featured_twin()):
         r = t[name]
         print(f"{name:<14}{r['ms_per_step']:>10.2f}{r['points_per_step']:>13.0f}"
               f"{r['job_wall_s']:>12.2f}{r['job_steps']:>11.0f}")
-    print(f"GeRA / contrastive: step {t['ratio_step']:.2f}×, whole job {t['ratio_job']:.2f}× "
+    print(f"{label(featured())} / {featured_twin()}: step {t['ratio_step']:.2f}×, whole job {t['ratio_job']:.2f}× "
           f"(per step within the job {t['ratio_job_per_step']:.2f}×)")
     print("cost model: a contrastive step runs the heads on the batch's pairs (2·M points); GeRA adds "
           "geo_batch·(k+1) points per modality, run once per UNIQUE point (or one whole-pool pass "

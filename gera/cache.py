@@ -93,9 +93,9 @@ def cache_lock(root: Path) -> Iterator[None]:
 
 
 def max_cache_bytes() -> Optional[int]:
-    """``$GERA_CACHE_MAX_BYTES`` as a number of bytes, or None (unset: no cap)."""
+    """``$GERA_CACHE_MAX_BYTES`` as a number of bytes, or None (unset or ``none``: no cap)."""
     text = os.environ.get("GERA_CACHE_MAX_BYTES", "").strip()
-    if not text:
+    if not text or text.lower() == "none":
         return None
     if not text.isascii() or not text.isdigit():
         raise GeraError(f"GERA_CACHE_MAX_BYTES={text!r} is not a whole number of bytes; set it "
@@ -211,6 +211,15 @@ class _EncoderStore:
 
 _STORES: dict[Path, _EncoderStore] = {}  # per process: each folder's chunks are indexed once
 _STORES_LOCK = threading.Lock()
+
+
+def forget(root: Path | str) -> None:
+    """Drop the in-memory indexes of every cache folder under ``root`` (a cache that is being
+    deleted, such as an app visitor's own): they would otherwise live as long as the process."""
+    root = Path(root)
+    with _STORES_LOCK:
+        for folder in [f for f in _STORES if f == root or root in f.parents]:
+            del _STORES[folder]
 
 
 def evict(root: Path, max_bytes: int) -> list[Path]:

@@ -6,6 +6,7 @@ never unpickles anything. Writes are atomic: a crash or a full disk leaves no ha
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -73,14 +74,24 @@ def load_alignment(path: str | Path) -> tuple[Alignment, dict]:
     return alignment, doc.get("meta", {})
 
 
+def checkpoint_stem(task_name: str) -> str:
+    """A file name for a task's checkpoints: the task's name (a folder task: its folder's
+    name), in safe characters and of bounded length."""
+    if task_name.startswith("folder:"):
+        task_name = "folder-" + Path(task_name[len("folder:"):]).name
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", task_name)[:60]
+
+
 def save_result_alignments(result: "CompareResult", settings: "CompareSettings", folder: Path,
-                           stem: str) -> list[Path]:
-    """Save a comparison's first-seed alignments as ``<folder>/<stem>-<method>``, each with the
-    meta that lets the app rebuild its gallery (task, options, budget, seed, encoders, metrics)."""
+                           task_label: Optional[str] = None) -> list[Path]:
+    """Save a comparison's first-seed alignments as ``<folder>/<task>-<method>``, each with the
+    meta that lets the app rebuild its gallery (task, options, budget, seed, encoders, metrics).
+    ``task_label`` replaces the task's name in the meta (e.g. to keep a server path out)."""
+    stem = checkpoint_stem(settings.task)
     paths = []
     for method, alignment in result.alignments.items():
         record = result.methods[method]
-        meta = {"task": settings.task, "task_options": settings.task_options,
+        meta = {"task": task_label or settings.task, "task_options": settings.task_options,
                 "budget": settings.budget, "method": method,
                 "encoder_a": result.config["encoder_a"], "encoder_b": result.config["encoder_b"],
                 "seed": result.seeds[0], "chosen": record.chosen[0],

@@ -157,8 +157,7 @@ def cmd_train(args) -> None:
     settings = replace(_settings(args, args.budget), seeds=args.seeds[:1])
     result = compare(settings, progress=_report_stage)
     print(format_table(result))
-    stem = args.task.replace(":", "_").replace("/", "_")
-    for path in save_result_alignments(result, settings, args.out, stem):
+    for path in save_result_alignments(result, settings, args.out):
         print(f"saved {path}", file=sys.stderr)
 
 

@@ -7,8 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gera.alignments import Alignment, Standardizer
-
-HEADS = ("mlp", "linear")
+from gera.settings import HEADS
 
 
 class MLPHead(nn.Module):

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from gera.geometry import KERNELS
+from gera.settings import DIVERGENCES
 
-DIVERGENCES = ("frobenius", "kl")
 MAX_LOGIT_SCALE = 100.0  # CLIP's cap on 1/temperature
 
 

@@ -321,10 +321,6 @@ def method_class(name: str) -> type[Method]:
     return Method.registry[name]
 
 
-def get_method(name: str, **params) -> Method:
-    return method_class(name).create(**params)
-
-
 def featured() -> str:
     """The method this studio features: paired differences are taken against it."""
     return next(name for name, cls in Method.registry.items() if cls.featured)

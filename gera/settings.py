@@ -6,6 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
+from gera.errors import GeraError
+from gera.geometry import KERNELS
+
+HEADS = ("mlp", "linear")
+DIVERGENCES = ("frobenius", "kl")
+
 
 @dataclass
 class TrainConfig:
@@ -37,6 +43,24 @@ class TrainConfig:
     # multi-threaded OpenMP stalled each other ~30x here (a second user, a test run); one thread
     # costs little when alone.
     cpu_threads: int = 1
+
+    def __post_init__(self):
+        """Checked when built, so a bad value is one clear message, not a failure mid-run."""
+        problems = [f"{name} must be {rule} (got {getattr(self, name)!r})" for name, ok, rule in (
+            ("alpha", self.alpha >= 0, "≥ 0 (0 = contrastive only)"),
+            ("k", self.k >= 1, "≥ 1"), ("k_pool", self.k_pool >= 1, "≥ 1"),
+            ("kernel", self.kernel in KERNELS, f"one of {', '.join(KERNELS)}"),
+            ("divergence", self.divergence in DIVERGENCES, f"one of {', '.join(DIVERGENCES)}"),
+            ("geo_batch", self.geo_batch >= 1, "≥ 1"),
+            ("head", self.head in HEADS, f"one of {', '.join(HEADS)}"),
+            ("dim", self.dim >= 1, "≥ 1"), ("hidden", self.hidden >= 1, "≥ 1"),
+            ("lr", self.lr > 0, "> 0"), ("weight_decay", self.weight_decay >= 0, "≥ 0"),
+            ("temperature", self.temperature > 0, "> 0"),
+            ("batch_size", self.batch_size >= 1, "≥ 1"), ("max_steps", self.max_steps >= 1, "≥ 1"),
+            ("eval_every", self.eval_every >= 1, "≥ 1"), ("patience", self.patience >= 1, "≥ 1"),
+            ("cpu_threads", self.cpu_threads >= 1, "≥ 1")) if not ok]
+        if problems:
+            raise GeraError("Training options: " + "; ".join(problems) + ".")
 
 
 def _all_methods() -> tuple[str, ...]:

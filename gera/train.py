@@ -48,7 +48,8 @@ def train(pairs_a: np.ndarray, pairs_b: np.ndarray, unpaired_a: np.ndarray,
         where neighbourhoods live — is its paired ∪ unpaired items.
     objective : what to minimise and on which points (``gera.objectives``).
     validate : alignment → score (higher is better), for early stopping; ``None`` = run all steps.
-    progress : called after every validation check with the last history row.
+    progress : called every ``eval_every`` steps with the history row (its ``val`` too where
+        there is a validation score).
     should_stop : polled every step; True cancels (the best state so far is returned).
     method : the name the alignment records (checkpoints keep it).
     """

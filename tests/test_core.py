@@ -270,6 +270,28 @@ def test_unknown_training_option_is_named():
         GeRA(alpah=3)
 
 
+@pytest.mark.parametrize("option, value", [("alpha", -1.0), ("eval_every", 0), ("temperature", 0.0),
+                                           ("kernel", "gaussian"), ("head", "transformer")])
+def test_bad_training_values_are_refused_when_built(option, value):
+    with pytest.raises(GeraError, match=option):
+        GeRA(**{option: value})
+    with pytest.raises(GeraError, match=option):
+        TrainConfig(**{option: value})
+
+
+def test_methods_are_estimators_with_explicit_parameters():
+    asif = ASIF(k=50)
+    assert asif.get_params() == {"k": 50, "p": 8.0, "seed": 0}
+    assert asif.clone(p=4).get_params() == {"k": 50, "p": 4, "seed": 0}
+    with pytest.raises(GeraError, match="no parameter"):
+        ASIF.create(kk=3)
+    gera = GeRA(TrainConfig(max_steps=10), seed=3, alpha=5.0)
+    assert gera.get_params()["config"].alpha == 5.0 and gera.clone(alpha=1.0).config.alpha == 1.0
+    assert gera.clone(alpha=1.0).config.max_steps == 10 and gera.clone().seed == 3
+    with pytest.raises(GeraError, match="alpha is always 0"):
+        Contrastive(alpha=1.0)
+
+
 def test_neighbour_graph_samples_from_the_pool_nearest():
     x = np.random.default_rng(0).normal(size=(200, 16)).astype(np.float32)
     graph = NeighbourGraph(x, k=5, k_pool=20)

@@ -159,5 +159,5 @@ def test_bench_prints_the_training_cost_ratio(capsys):
     assert main(["bench", "--task", f"folder:{EXAMPLE_FOLDER}", "--budget", "10", "--repeats", "1",
                  "--skip-encoders"]) == 0
     out = capsys.readouterr().out
-    ratio = float(out.split("GeRA / contrastive: step ")[1].split("×")[0])
+    ratio = float(out.split("GeRA / contrastive: step ")[1].split("×")[0])  # featured / twin
     assert ratio > 1.0, "a GeRA step does more work than a contrastive one"

@@ -117,8 +117,12 @@ def test_bombs_as_queries_are_refused_quickly(client, tmp_path):
 
 
 def test_a_job_runs_and_its_gallery_images_are_files(client):
-    status, table, *_ = train(client, methods=["gera", "asif"])
+    status, table, differences, curves, metrics, files, *_ = train(client, methods=["gera", "asif"])
     assert status.startswith("✅ Done")
+    for path in files:  # the downloads name no folder of the server
+        if path.endswith(".json"):
+            text = open(path).read()
+            assert "/tmp" not in text and str(sessions_root()) not in text
     ours, baseline = client.predict(model="session", baseline="asif", text="a red apple", k=K,
                                     api_name="/text_to_images")
     assert len(ours) == K and all(item["image"].endswith(".png") for item in ours)
@@ -175,3 +179,31 @@ def test_a_sessions_files_go_when_it_ends(tmp_path, monkeypatch):
     past = time.time() - 7200
     os.utime(old, (past, past))
     assert sweep_sessions(3600) == [old] and not old.exists()
+
+
+def test_a_csv_too_long_to_read_is_refused_before_reading(tmp_path):
+    from gera.data import get_task
+    from gera.data.folder import MAX_ROWS
+    from gera.errors import GeraError
+
+    (tmp_path / "a.png").write_bytes(b"")
+    rows = "".join(f"./{'./' * (i % 50)}a.png,caption {i}\n" for i in range(MAX_ROWS + 1))
+    (tmp_path / "captions.csv").write_text("image,caption\n" + rows)
+    t = time.monotonic()
+    with pytest.raises(GeraError, match=f"more than {MAX_ROWS} rows"):
+        get_task(f"folder:{tmp_path}")
+    assert time.monotonic() - t < 10
+
+
+def test_one_flag_makes_an_app_public(monkeypatch):
+    monkeypatch.delenv("GERA_PUBLIC", raising=False)
+    config = AppConfig(public=True)
+    assert config.allowed_encoders == PUBLIC_ENCODERS and not config.allow_server_folders
+    assert config.limits == Limits.public()
+    monkeypatch.setenv("GERA_CACHE_MAX_BYTES", "none")
+    monkeypatch.setenv("GERA_JOB_SECONDS", "none")
+    assert Limits.from_env(public=True).job_seconds is None
+    assert Limits.from_env(public=True).cache_max_bytes is None
+    monkeypatch.setenv("GERA_SESSION_TTL_SECONDS", "none")
+    with pytest.raises(Exception, match="GERA_SESSION_TTL_SECONDS"):
+        Limits.from_env(public=True)

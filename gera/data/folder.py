@@ -33,6 +33,10 @@ from gera.images import BadImage, check_image, open_image
 CSV_NAME = "captions.csv"
 AUDIO_CSV_NAME = "transcripts.csv"
 MIN_PAIRS = 5
+# Bounds on what a CSV may ask for, whatever the zip's size: rows are read into memory and each
+# distinct file is opened once.
+MAX_CSV_BYTES = 20 * 2**20
+MAX_ROWS = 100_000
 _SHOWN_PROBLEMS = 8
 # Zero-shot prompts for spoken labels (the same as the spoken-words task's).
 SPEECH_TEMPLATES = ("{}", "the word {}", "someone saying {}")
@@ -164,6 +168,10 @@ def _read_table(root: Path, layout: Layout) -> tuple[list[str], list[tuple[int, 
     if inside(root, layout.csv_name) is None:  # a link to a file elsewhere
         raise GeraError(f"{layout.csv_name} in the {_named(root)} is a link to a file {OUTSIDE}. "
                         "Put the CSV file itself in the folder.")
+    size = csv_path.stat().st_size
+    if size > MAX_CSV_BYTES:
+        raise GeraError(f"{layout.csv_name} is {size / 2**20:.0f} MB; at most "
+                        f"{MAX_CSV_BYTES // 2**20} MB ({MAX_ROWS} rows) are read.")
     try:
         text = csv_path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
@@ -172,7 +180,13 @@ def _read_table(root: Path, layout: Layout) -> tuple[list[str], list[tuple[int, 
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = [h.strip().lower() for h in next(reader, [])]
-        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+        rows = []
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append((reader.line_num, row))
+                if len(rows) > MAX_ROWS:
+                    raise GeraError(f"{layout.csv_name} has more than {MAX_ROWS} rows; split the "
+                                    "data into smaller folders.")
     except csv.Error as err:
         raise GeraError(f"{layout.csv_name} is not valid CSV (line {reader.line_num}: {err}). Quote "
                         f"{column}s that contain commas, quotes or line breaks with double "
@@ -232,10 +246,13 @@ def validate(root: Path, layout: Layout = IMAGES) -> _Rows:
             problems.append(f"line {line}: empty {media} path")
             continue
         path = inside(root, rel)
-        if rel not in key_of_path:
+        # Keyed by the file itself, not by how a row spells it: "a.wav", "./a.wav", "././a.wav"
+        # are one decode, not one each.
+        seen_as = str(path) if path is not None else "\0outside:" + rel
+        if seen_as not in key_of_path:
             # Outside first, before anything touches the file: the same answer whether it exists.
-            key_of_path[rel] = (None, OUTSIDE) if path is None else layout.key(path)
-        key, why = key_of_path[rel]
+            key_of_path[seen_as] = (None, OUTSIDE) if path is None else layout.key(path)
+        key, why = key_of_path[seen_as]
         if key is None:
             problems.append(f"line {line}: {media} '{rel}' is {why}")
             continue

@@ -56,6 +56,15 @@ class AppConfig:
     allow_server_folders: bool = field(default_factory=lambda: not public_mode())
     defaults: TrainForm = field(default_factory=TrainForm)  # the training form's initial values
 
+    def __post_init__(self):
+        # One flag makes an app public: whatever was not set explicitly follows it.
+        if self.public:
+            if self.allowed_encoders is None:
+                object.__setattr__(self, "allowed_encoders", PUBLIC_ENCODERS)
+            if self.limits == Limits():
+                object.__setattr__(self, "limits", Limits.public())
+            object.__setattr__(self, "allow_server_folders", False)
+
     @classmethod
     def from_env(cls, **overrides) -> "AppConfig":
         """GERA_CHECKPOINTS, GERA_GALLERY_LIMIT, GERA_TRAIN_CONCURRENCY, GERA_PUBLIC,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -13,13 +13,19 @@ try:  # On a ZeroGPU Space, CUDA exists only inside functions wrapped by spaces.
 except ImportError:
     spaces = None
 
-# Long enough for the default job and a modest sweep; ZeroGPU queues users by requested time.
+# Without a job deadline: long enough for the default job and a modest sweep. ZeroGPU queues
+# visitors by the time they ask for.
 GPU_SECONDS = 180
 
 
-def gpu(fn: Callable) -> Callable:
-    """``spaces.GPU(duration=GPU_SECONDS)(fn)`` when ``spaces`` imports; ``fn`` unchanged otherwise."""
-    return spaces.GPU(duration=GPU_SECONDS)(fn) if spaces is not None else fn
+def gpu(seconds: Optional[float] = None) -> Callable[[Callable], Callable]:
+    """``spaces.GPU(duration=seconds)`` (default ``GPU_SECONDS``) when ``spaces`` imports: the
+    GPU is held as long as the app lets a job run. Leaves the function unchanged otherwise."""
+    def wrap(fn: Callable) -> Callable:
+        if spaces is None:
+            return fn
+        return spaces.GPU(duration=int(seconds or GPU_SECONDS))(fn)
+    return wrap
 
 
 def device_label() -> str:
@@ -27,9 +33,9 @@ def device_label() -> str:
     if spaces is not None and os.environ.get("SPACES_ZERO_GPU"):
         return "cuda via ZeroGPU (a GPU is attached while a training job runs)"
     device = resolve_device("auto")
-    if device == "cuda":
+    if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(0)})"
-    if device == "cpu":
+    if device.type == "cpu":
         threads = torch.get_num_threads()
         return f"cpu ({threads} thread{'s' if threads > 1 else ''})"
-    return device
+    return device.type

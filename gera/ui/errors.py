@@ -1,6 +1,6 @@
 """One rule for every callback: a user-facing problem becomes a visible error and the app keeps
-serving; anything else is logged with its traceback and shown without server details. On a
-public app no message carries a server path."""
+serving; anything else is logged with its traceback and shown without server details. No
+message carries a server path: a visitor's own file keeps its name, folders are cut."""
 from __future__ import annotations
 
 import functools
@@ -12,7 +12,6 @@ from typing import Callable
 import gradio as gr
 
 from gera.errors import GeraError
-from gera.ui.limits import public_mode
 
 log = logging.getLogger(__name__)
 UNEXPECTED = ("Something went wrong on the server while doing that (it has been logged). Try "
@@ -33,8 +32,7 @@ def _as_ui_error(err: BaseException) -> gr.Error:
     if isinstance(err, gr.Error):
         return err
     if isinstance(err, GeraError):
-        message = str(err)
-        return gr.Error(without_server_paths(message) if public_mode() else message)
+        return gr.Error(without_server_paths(str(err)))
     log.error("unexpected error in a callback", exc_info=err)
     return gr.Error(UNEXPECTED)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Optional
 
 import gradio as gr
@@ -12,8 +13,8 @@ from gera.ui.config import AppConfig
 from gera.ui.device import device_label
 from gera.ui.models import ShippedModels
 from gera.ui.projection import compile_umap
-from gera.ui.train_tab import Guards
-from gera.ui.workspace import end_session
+from gera.ui.limits import Guards
+from gera.ui.workspace import end_session, sweep_sessions
 
 # Queries are cheap: several users' queries run at once. Training and projections have their
 # own, smaller limits (train_tab, neighbourhoods_tab).
@@ -26,6 +27,14 @@ def _warm_up(shipped: ShippedModels) -> None:
     checkpoints need, and compile UMAP's numba code, so first queries are fast."""
     shipped.warm()
     compile_umap()
+
+
+def _sweep_every(period_s: float, ttl_s: float) -> None:
+    """Delete the folders of sessions that ended without the server hearing of it (an API
+    client, a crashed browser) once their time to live is over."""
+    while True:
+        sweep_sessions(ttl_s)
+        time.sleep(period_s)
 
 
 def _end_session(request: gr.Request) -> None:
@@ -67,4 +76,6 @@ def build_app(config: Optional[AppConfig] = None, warm_up: bool = True) -> gr.Bl
     demo.queue(default_concurrency_limit=QUERY_CONCURRENCY, max_size=config.queue_size)
     if warm_up:
         threading.Thread(target=_warm_up, args=(shipped,), daemon=True).start()
+    threading.Thread(target=_sweep_every, args=(600, config.limits.session_ttl_seconds),
+                     daemon=True, name="gera-session-sweep").start()
     return demo

@@ -46,9 +46,17 @@ class Limits:
         values = {}
         for f in fields(cls):
             raw = os.environ.get(f"GERA_{f.name.upper()}", "").strip()
-            if raw:
-                kind = float if f.name.endswith("seconds") else int
-                values[f.name] = None if raw.lower() == "none" else kind(raw)
+            if not raw:
+                continue
+            if raw.lower() == "none" and f.name != "session_ttl_seconds":
+                values[f.name] = None
+                continue
+            try:
+                values[f.name] = (float if f.name.endswith("seconds") else int)(raw)
+            except ValueError:
+                raise GeraError(f"GERA_{f.name.upper()}={raw!r} is not a number"
+                                + ("" if f.name == "session_ttl_seconds" else " (or none)")
+                                + ".") from None
         return cls(**{**base.__dict__, **values})
 
     def describe(self) -> str:
@@ -86,7 +94,7 @@ class RateLimiter:
             while times and now - times[0] > self.window_s:
                 times.popleft()
             if len(times) >= self.count:
-                wait = self.window_s - (now - times[0])
+                wait = self.window_s - (now - times[0]) if times else self.window_s
                 raise GeraError(f"Too many {self.what} from you: at most {self.count} every "
                                 f"{self.window_s:g} s here. Try again in {wait:.0f} s.")
             times.append(now)
@@ -126,3 +134,18 @@ def visitor_of(request) -> str:
             return forwarded.split(",")[-1].strip()
     host = getattr(getattr(request, "client", None), "host", None)
     return host or getattr(request, "session_hash", None) or "unknown"
+
+
+@dataclass
+class Guards:
+    """The per-visitor limits every callback checks (one set per app)."""
+
+    limits: Limits
+    trains: RateLimiter
+    queries: RateLimiter
+    running: RunningJobs
+
+    @classmethod
+    def of(cls, limits: Limits) -> "Guards":
+        return cls(limits, RateLimiter(limits.trains_per_hour, 3600, "training jobs"),
+                   RateLimiter(limits.queries_per_minute, 60, "queries"), RunningJobs())

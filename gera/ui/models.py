@@ -177,7 +177,9 @@ class ShippedModels:
         self.groups = {g.key: g for g in read_checkpoints(folder)}
         self.limit = limit
         self._built: dict[str, ModelSet] = {}
-        self._lock = threading.Lock()
+        # One lock per model set: building one (minutes, the first time) never holds up
+        # queries on another that is ready.
+        self._locks = {key: threading.Lock() for key in self.groups}
 
     def choices(self, modality: Optional[str] = None) -> list[tuple[str, str]]:
         """``(title, key)`` of the groups whose A side is ``modality`` (all when None)."""
@@ -185,11 +187,13 @@ class ShippedModels:
                 if modality in (None, g.modality_a)]
 
     def get(self, key: str) -> ModelSet:
-        with self._lock:  # two first queries at once build it once
+        if key in self._built:
+            return self._built[key]
+        if key not in self.groups:
+            raise GeraError(f"No shipped checkpoints called {key!r}: regenerate them with "
+                            "scripts/make_checkpoints.sh.")
+        with self._locks[key]:  # two first queries at once build it once
             if key not in self._built:
-                if key not in self.groups:
-                    raise GeraError(f"No shipped checkpoints called {key!r}: regenerate them "
-                                    "with scripts/make_checkpoints.sh.")
                 g = self.groups[key]
                 options = g.meta.get("task_options", {})
                 split = get_task(g.task_name, **options).split(int(g.meta.get("budget", 100)),

@@ -61,6 +61,7 @@ def build(shipped: ShippedModels, session: gr.State, tab: gr.Tab,
         view = compute_view(models, method, modality, int(points), int(k))
         return (view, None, *figures(view, colour_by, None))
 
+    @errors_as_ui
     def redraw(view, colour_by, point):
         if view is None:
             return [gr.skip()] * len(plots)

@@ -7,6 +7,8 @@ number box, whose change event redraws the highlight on the server.
 """
 import gradio as gr
 
+from gera.ui.limits import public_mode
+
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="amber", neutral_hue="slate")
 
 CSS = """
@@ -42,5 +44,7 @@ JS = """
 
 def launch_kwargs() -> dict:
     """What ``launch`` needs besides the address (Gradio 6 takes theme, css and js there)."""
-    return {"theme": THEME, "css": CSS, "js": JS, "show_error": True, "max_file_size": "200mb",
-            "ssr_mode": False}
+    # A public app shows only the messages the callbacks chose (errors_as_ui), never the text of
+    # an exception that escaped them.
+    return {"theme": THEME, "css": CSS, "js": JS, "show_error": not public_mode(),
+            "max_file_size": "200mb", "ssr_mode": False}

@@ -20,9 +20,9 @@ from gera.ui.errors import errors_as_ui
 from gera.ui.jobs import BackgroundJob
 from gera.ui.sources import SESSION_KEY
 from gera.ui.form import FOLDER, FORM_FIELDS, UPLOAD, TrainForm
-from gera.ui.limits import Limits, RateLimiter, RunningJobs, visitor_of
+from gera.ui.limits import Guards, visitor_of
 from gera.ui.training import ProgressTracker, Session, run_training, task_choices
-from gera.ui.workspace import session_folder, sweep_sessions
+from gera.ui.workspace import session_folder
 
 PAIRS = [("image ↔ text", "image"), ("speech ↔ text", "speech")]
 # Suggestions when the Hub is reachable (a Space); any hf:/openclip: name can be typed instead.
@@ -35,7 +35,10 @@ def _options_help(task: str, public: bool) -> str | None:
     """On a public app, which options the chosen task takes (nothing else is accepted)."""
     if not public:
         return None
-    return public_task_options_help("folder:<path>" if task in (UPLOAD, FOLDER) else task)
+    try:
+        return public_task_options_help("folder:<path>" if task in (UPLOAD, FOLDER) else task)
+    except GeraError:  # a task the form does not offer: training will refuse it
+        return None
 
 
 def encoder_choices(modality: str, hub: bool, allowed=None) -> list[str]:
@@ -98,8 +101,8 @@ def build(config: AppConfig) -> TrainTab:
                 k = gr.Slider(1, 50, value=d.k, step=1, label="K neighbours per anchor")
                 kernel = gr.Dropdown(list(KERNELS), value=d.kernel, label="Kernel")
             with gr.Row():
-                max_steps = gr.Slider(10, min(3000, config.limits.max_steps or 3000),
-                                      value=d.max_steps, step=10,
+                most_steps = min(3000, config.limits.max_steps or 3000)
+                max_steps = gr.Slider(10, most_steps, value=min(d.max_steps, most_steps), step=10,
                                       label="Max training steps (early stopping on validation)")
                 seeds = gr.Slider(1, 5, value=d.seeds, step=1, label="Seeds")
             grid_size = gr.Slider(0, 3, value=d.grid_size, step=1,
@@ -124,14 +127,21 @@ def build(config: AppConfig) -> TrainTab:
     downloads = gr.File(label="Your alignments (safetensors + JSON) and the full results",
                         file_count="multiple", interactive=False, height=160)
 
-    pair.change(lambda p: (gr.Dropdown(choices=task_choices(p, config.allow_server_folders),
-                                       value=task_choices(p, config.allow_server_folders)[0][1]),
-                           gr.Dropdown(choices=encoder_choices(p, hub, config.allowed_encoders),
-                                       value=DEFAULT_ENCODERS[p])),
-                pair, [task, encoder_a], show_progress="hidden", api_visibility="private")
-    task.change(lambda t: (gr.File(visible=t == UPLOAD), gr.Textbox(visible=t == FOLDER),
-                           gr.Textbox(info=_options_help(t, config.public))),
-                task, [upload, folder, task_options], show_progress="hidden",
+    @errors_as_ui
+    def pair_chosen(pair_value):
+        choices = task_choices(pair_value, config.allow_server_folders)
+        return (gr.Dropdown(choices=choices, value=choices[0][1]),
+                gr.Dropdown(choices=encoder_choices(pair_value, hub, config.allowed_encoders),
+                            value=DEFAULT_ENCODERS[pair_value]))
+
+    @errors_as_ui
+    def task_chosen(task_value):
+        return (gr.File(visible=task_value == UPLOAD), gr.Textbox(visible=task_value == FOLDER),
+                gr.Textbox(info=_options_help(task_value, config.public)))
+
+    pair.change(pair_chosen, pair, [task, encoder_a], show_progress="hidden",
+                api_visibility="private")
+    task.change(task_chosen, task, [upload, folder, task_options], show_progress="hidden",
                 api_visibility="private")
     inputs = dict(pair=pair, task=task, upload=upload, folder=folder, encoder_a=encoder_a,
                   encoder_b=encoder_b, budgets=budgets, unpaired_a=unpaired_a,
@@ -155,21 +165,6 @@ def _source_updates(session: Session, shipped_choices: dict, modalities: Sequenc
     return out
 
 
-@dataclass
-class Guards:
-    """The per-visitor limits every callback checks (one set per app)."""
-
-    limits: Limits
-    trains: RateLimiter
-    queries: RateLimiter
-    running: RunningJobs
-
-    @classmethod
-    def of(cls, limits: Limits) -> "Guards":
-        return cls(limits, RateLimiter(limits.trains_per_hour, 3600, "training jobs"),
-                   RateLimiter(limits.queries_per_minute, 60, "queries"), RunningJobs())
-
-
 def wire(tab: TrainTab, config: AppConfig, guards: Guards, session: gr.State,
          shipped_choices: dict, sources: list[tuple[gr.Dropdown, str | None]]) -> None:
     """``sources``: the other tabs' model selectors and the A modality each lists (None: all)."""
@@ -180,20 +175,21 @@ def wire(tab: TrainTab, config: AppConfig, guards: Guards, session: gr.State,
 
     # API parameters take their names and defaults from the components (inputs_kwargs); a file
     # component has no initial value, so ``upload``'s default (none) is the parameter's.
-    @gpu
+    # The visitor's limits are checked here, in the app's own process: on ZeroGPU what ``gpu``
+    # wraps runs in another process, whose bookkeeping would be lost.
     @errors_as_ui
     def train(request: gr.Request, *, progress=gr.Progress(), upload=None, **values):
         visitor = visitor_of(request)
-        guards.trains.check(visitor)
-        guards.running.start(visitor)
+        guards.running.start(visitor)  # first: a refused start spends none of the hour's jobs
         try:
-            yield from _run_job(TrainForm(upload=upload, **values),
-                                session_folder(request.session_hash), progress)
+            guards.trains.check(visitor)
+            yield from run_job(TrainForm(upload=upload, **values),
+                               session_folder(request.session_hash), progress)
         finally:
             guards.running.finish(visitor)
 
-    def _run_job(form: TrainForm, folder, progress):
-        sweep_sessions(config.limits.session_ttl_seconds)  # the sessions nobody closed
+    @gpu(config.limits.job_seconds)
+    def run_job(form: TrainForm, folder, progress):
         tracker = ProgressTracker()
         job = BackgroundJob(lambda report, should_stop: run_training(
             form, config, folder, report, should_stop), config.limits.job_seconds)

@@ -6,12 +6,13 @@ Runs on a ``BackgroundJob`` thread; everything it produces goes into the user's 
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from gera.checkpoint import save_result_alignments
+from gera.checkpoint import checkpoint_stem, save_result_alignments
 from gera.cache import EmbeddingCache
 from gera.data import get_task, parse_public_task_options, parse_task_options
 from gera.encoders import check_allowed
@@ -19,9 +20,11 @@ from gera.errors import GeraError
 from gera.experiment import compare
 from gera.io import atomic_write
 from gera.methods import METHODS, method_class
+from gera.report import fmt_params
 from gera.results import CompareResult, EmbedProgress, Evaluated, FitStarted, TrainStep
 from gera.settings import CompareSettings, TrainConfig
 from gera.ui.config import EXAMPLE_FOLDER, AppConfig
+from gera.ui.errors import without_server_paths
 from gera.ui.form import FOLDER, TRAIN_FIELDS, UPLOAD, TrainForm
 from gera.ui.limits import Limits
 from gera.ui.models import ModelSet, build_model_set
@@ -171,8 +174,7 @@ class ProgressTracker:
             self.text = (f"{self._where(event.budget)}Fitting {event.method} (seed {event.seed}, "
                          f"fit {event.index + 1}/{event.total}): {how}…")
         elif isinstance(event, TrainStep):
-            params = "/".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                              for k, v in event.params.items())
+            params = fmt_params(event.params) if event.params else ""
             row = event.row
             val = f", validation {row['val']:.3f}" if "val" in row else ""
             self.text = (f"{self._where(self._budget)}Training {event.method} (seed {event.seed}"
@@ -217,12 +219,13 @@ class JobPlanned:
 
 
 def _checkpoint_files(result: CompareResult, settings: CompareSettings, folder: Path) -> list[str]:
+    """The run's downloads; what they say of the task names no folder of the server."""
     folder.mkdir(parents=True, exist_ok=True)
-    task_name = settings.task
-    stem = f"folder-{Path(task_name).name}" if task_name.startswith("folder:") else task_name
-    paths = [str(p) for p in save_result_alignments(result, settings, folder, stem)]
-    results_path = folder / f"{stem}-N{settings.budget}-results.json"
-    atomic_write(results_path, lambda f: f.write(json.dumps(result.to_json(), indent=2).encode()))
+    label = without_server_paths(settings.task)
+    paths = [str(p) for p in save_result_alignments(result, settings, folder, label)]
+    results_path = folder / f"{checkpoint_stem(settings.task)}-N{settings.budget}-results.json"
+    text = without_server_paths(json.dumps(result.to_json(), indent=2))
+    atomic_write(results_path, lambda f: f.write(text.encode()))
     return paths + [str(results_path)]
 
 
@@ -249,4 +252,8 @@ def run_training(form: TrainForm, config: AppConfig, folder: Path,
                              last.config["encoder_a"], last.config["encoder_b"],
                              last.alignments, means, config.gallery_limit, progress=report,
                              cache=cache, thumbnails=run_folder / "thumbnails")
-    return Session(results, models, _checkpoint_files(last, settings, run_folder / "checkpoints"))
+    downloads = _checkpoint_files(last, settings, run_folder / "checkpoints")
+    for earlier in folder.glob("run-*"):  # this run replaces the session's last one
+        if earlier != run_folder:
+            shutil.rmtree(earlier, ignore_errors=True)
+    return Session(results, models, downloads)

@@ -6,10 +6,11 @@ limits below are refused with a message that says what to fix. So is a zip witho
 CSV, or whose CSV names files outside the folder or missing from it.
 
 A refused upload leaves nothing on disk: it is unpacked into a staging folder that is renamed
-into place only once these checks pass, and removed otherwise. Accepted uploads live under
-``gera.paths.uploads_root()``, one folder per distinct zip (by content); the app deletes one with
-``remove_upload`` (e.g. when the dataset is then refused) and all stale ones with
-``sweep_uploads``. No Gradio here: the app wires these up.
+into place only once these checks pass, and removed otherwise. Accepted uploads live under the
+``root`` the caller names (the app: the visitor's session folder, ``gera.ui.workspace``, deleted
+with the session; default ``gera.paths.uploads_root()``), one folder per distinct zip (by
+content). ``remove_upload`` and ``sweep_uploads`` delete one, or all stale ones, under a root
+without following links out of it. No Gradio here.
 """
 from __future__ import annotations
 
