@@ -19,3 +19,4 @@ run emoji-sweep             sweep   --task emoji --budgets 30,100,1000 --seeds 3
 "$PY" -m gera report results/emoji-sweep.json --metrics recall@1_a2b,recall@10_a2b,zero_shot_top1,knn_jaccard_a > results/emoji-sweep-summary.txt
 "$PY" -m gera bench > results/bench.txt
 "$PY" -m gera.ui.bench > results/app-bench.txt
+"$PY" -m gera.ui.bench --load > results/app-load.txt
