@@ -41,7 +41,7 @@ Procrustes, ASIF (training-free relative representations) and regularised CCA.
 
 _CHOICES_HEADING = "## The method as implemented (documented choices)"
 _RESULT_LINE = re.compile(r'^run\s+(\S+)\s+(.+)$')
-_REDIRECT_LINE = re.compile(r'-m gera (.+?)\s*>\s*results/(\S+)\.txt')
+_REDIRECT_LINE = re.compile(r'-m (gera[\w.]*)(.*?)\s*>\s*results/(\S+)\.txt')
 
 
 def documented_choices(readme: Path = REPO_ROOT / "README.md") -> str:
@@ -69,7 +69,8 @@ def result_commands(script: Path) -> dict[str, str]:
             continue
         match = _REDIRECT_LINE.search(line)
         if match:
-            commands[match.group(2)] = f"python -m gera {match.group(1)}"
+            module, args, name = match.groups()
+            commands[name] = f"python -m {module}{args}"
     return commands
 
 
