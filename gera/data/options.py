@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping, Union
+from typing import ClassVar, Mapping, Union
 
 from gera.errors import GeraError
 
@@ -30,32 +30,29 @@ class WholeNumber:
 
     low: int
     high: int
+    noun: ClassVar[str] = "a whole number"
+    pattern: ClassVar[re.Pattern] = _WHOLE
+    kind: ClassVar[type] = int
 
     def describe(self) -> str:
-        return f"a whole number from {self.low} to {self.high}"
+        return f"{self.noun} from {self.low:g} to {self.high:g}"
 
-    def parse(self, text: str) -> int | None:
-        if not _WHOLE.fullmatch(text):
+    def parse(self, text: str):
+        if not self.pattern.fullmatch(text):
             return None
-        value = int(text)
+        value = self.kind(text)
         return value if self.low <= value <= self.high else None
 
 
 @dataclass(frozen=True)
-class DecimalNumber:
+class DecimalNumber(WholeNumber):
     """A decimal number from ``low`` to ``high`` (both included), written like ``0.25``."""
 
     low: float
     high: float
-
-    def describe(self) -> str:
-        return f"a number from {self.low:g} to {self.high:g}"
-
-    def parse(self, text: str) -> float | None:
-        if not _DECIMAL.fullmatch(text):
-            return None
-        value = float(text)
-        return value if self.low <= value <= self.high else None
+    noun: ClassVar[str] = "a number"
+    pattern: ClassVar[re.Pattern] = _DECIMAL
+    kind: ClassVar[type] = float
 
 
 @dataclass(frozen=True)
