@@ -312,6 +312,38 @@ def _inv_sqrt(cov: np.ndarray, reg: float) -> np.ndarray:
     return (vecs / np.sqrt(np.maximum(vals, 1e-12))) @ vecs.T
 
 
+class Structure(GeRA):
+    """STRUCTURE (NeurIPS 2025): the same heads, optimiser, schedule and early stopping as GeRA,
+    with its multi-scale similarity-preservation term instead of GeRA's local one.
+
+    ``lam``: the term's weight λ, reached after ``warmup_steps`` (linear warm-up); ``levels``:
+    random-walk steps compared (1–3); ``tau``: the similarity temperature; ``pool_batch``: points
+    of each modality's pool (paired ∪ unpaired) appended to the pairs every step. ``config``,
+    ``seed`` and training options as for GeRA (its α is not used). The grid varies λ.
+    """
+
+    name, label, featured, twin_of = "structure", "STRUCTURE", False, None
+    GRID_KEY, GRID = "lam", (10.0, 1.0, 100.0)
+
+    def __init__(self, config: Optional[TrainConfig] = None, seed: int = 0, lam: float = 10.0,
+                 levels: int = 2, tau: float = 0.05, warmup_steps: int = 50,
+                 pool_batch: int = 256, **options):
+        super().__init__(config, seed, **options)
+        if not (lam >= 0 and 1 <= int(levels) <= 3 and tau > 0 and warmup_steps >= 0
+                and pool_batch >= 0):
+            raise GeraError(f"STRUCTURE: lam ≥ 0, levels 1–3, tau > 0, warmup_steps ≥ 0 and "
+                            f"pool_batch ≥ 0 (got lam={lam}, levels={levels}, tau={tau}, "
+                            f"warmup_steps={warmup_steps}, pool_batch={pool_batch}).")
+        self.lam, self.levels, self.tau = float(lam), int(levels), float(tau)
+        self.warmup_steps, self.pool_batch = int(warmup_steps), int(pool_batch)
+
+    def objective(self):
+        from gera.objectives import StructureObjective
+
+        return StructureObjective(self.lam, self.levels, self.tau, self.warmup_steps,
+                                  self.pool_batch, self.config.batch_size)
+
+
 METHODS = tuple(Method.registry)  # registration order: the order tables and the app list them
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from gera.geometry import heat_bandwidth, knn
-from gera.losses import geometric_loss, info_nce
+from gera.losses import geometric_loss, info_nce, structure_loss
 from gera.settings import TrainConfig
 
 
@@ -83,12 +83,15 @@ class Side:
 
 @dataclass
 class Batch:
-    """One step's points, as pool rows: the pairs, and (GeRA) neighbourhoods of each pool."""
+    """One step's points, as pool rows: the pairs, (GeRA) neighbourhoods of each pool, and
+    (STRUCTURE) a batch of each pool appended to the pairs."""
 
     pairs_a: torch.Tensor  # (m,)
     pairs_b: torch.Tensor  # (m,)
     neighbourhoods_a: Optional[torch.Tensor] = None  # (geo_batch, k+1)
     neighbourhoods_b: Optional[torch.Tensor] = None
+    pool_a: Optional[torch.Tensor] = None  # (pool_batch,)
+    pool_b: Optional[torch.Tensor] = None
 
 
 class ContrastiveObjective:
@@ -155,3 +158,44 @@ class GeometricObjective(ContrastiveObjective):
                   for side, rows, z, graph in ((a, batch.neighbourhoods_a, hood_za, self.graphs[0]),
                                                (b, batch.neighbourhoods_b, hood_zb, self.graphs[1])))
         return con + self.alpha * geo, {"con": con, "geo": geo}
+
+
+class StructureObjective(ContrastiveObjective):
+    """STRUCTURE (NeurIPS 2025): ``L_con + λ_t (R_A + R_B) / 2``, where ``R`` compares the
+    multi-scale similarity walks of each modality's batch (the pairs plus ``pool_batch`` points
+    drawn from its whole pool) in the frozen and the aligned space (``structure_loss``), and
+    ``λ_t = λ · min(1, t / warmup_steps)`` warms up linearly."""
+
+    def __init__(self, lam: float = 10.0, levels: int = 2, tau: float = 0.05,
+                 warmup_steps: int = 50, pool_batch: int = 256, batch_size: int = 256):
+        super().__init__(batch_size)
+        self.lam, self.levels, self.tau = lam, levels, tau
+        self.warmup_steps, self.pool_batch = warmup_steps, pool_batch
+
+    def prepare(self, pool_a, pool_b, device, seed):
+        super().prepare(pool_a, pool_b, device, seed)
+        self.draws = torch.Generator().manual_seed(seed + 2)
+        self.pool_sizes, self.step = [len(pool_a), len(pool_b)], 0
+
+    def sample(self, pair_rows_a, pair_rows_b):
+        batch = super().sample(pair_rows_a, pair_rows_b)
+        self.step += 1
+        if self.pool_batch > 0:
+            batch.pool_a, batch.pool_b = (
+                torch.randint(n, (min(self.pool_batch, n),), generator=self.draws)
+                .to(pair_rows_a.device) for n in self.pool_sizes)
+        return batch
+
+    def loss(self, batch, a, b, logit_scale):
+        extra = batch.pool_a is not None
+        za, *pool_za = a.embed(batch.pairs_a, *([batch.pool_a] if extra else []))
+        zb, *pool_zb = b.embed(batch.pairs_b, *([batch.pool_b] if extra else []))
+        con = info_nce(za, zb, logit_scale)
+        regulariser = 0.5 * sum(
+            structure_loss(side.original[torch.cat([pairs, *pool])],
+                           torch.cat([z, *pool_z]), self.levels, self.tau)
+            for side, pairs, pool, z, pool_z in (
+                (a, batch.pairs_a, [batch.pool_a] if extra else [], za, pool_za),
+                (b, batch.pairs_b, [batch.pool_b] if extra else [], zb, pool_zb)))
+        weight = self.lam * min(1.0, self.step / max(self.warmup_steps, 1))
+        return con + weight * regulariser, {"con": con, "structure": regulariser}

@@ -11,8 +11,9 @@ from gera.errors import GeraError
 from gera.evaluate import knn_jaccard, retrieval, zero_shot
 from gera.geometry import KERNELS, knn
 from gera.objectives import NeighbourGraph, Side
-from gera.losses import diffusion_operator, geometric_loss, info_nce, kernel_matrix
-from gera.methods import ASIF, CCA, Contrastive, GeRA, Pairs, Procrustes, Unpaired
+from gera.losses import (diffusion_operator, geometric_loss, info_nce, kernel_matrix,
+                         structure_loss)
+from gera.methods import ASIF, CCA, Contrastive, GeRA, Pairs, Procrustes, Structure, Unpaired
 from gera.settings import TrainConfig
 
 
@@ -59,6 +60,36 @@ def test_geometric_loss_gradient_flows_to_aligned_only():
     z = unit(neighbourhoods(seed=2)).requires_grad_(True)
     geometric_loss(x, z, "heat", eps=0.5).backward()
     assert x.grad is None and z.grad is not None and z.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_structure_loss_invariances_and_gradient(levels):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(64, 32, generator=g)
+    rotation, _ = torch.linalg.qr(torch.randn(32, 32, generator=g))
+    loss = lambda z: structure_loss(x, z, levels).item()
+    assert loss(x) == pytest.approx(0, abs=1e-6)  # identity
+    assert loss(x @ rotation) == pytest.approx(0, abs=1e-5)  # the same similarities
+    assert loss(3.7 * x) == pytest.approx(0, abs=1e-6)  # rows are normalised first
+    distortion = torch.diag(torch.linspace(0.05, 3.0, 32))
+    assert loss(x @ distortion) > 1e-6 + 100 * loss(x @ rotation)
+    frozen, z = x.clone().requires_grad_(True), unit(torch.randn(64, 32, generator=g)).requires_grad_(True)
+    structure_loss(frozen, z, levels).backward()
+    assert frozen.grad is None and z.grad is not None and z.grad.abs().sum() > 0
+
+
+def test_structure_warms_up_and_fits_like_the_other_trained_methods():
+    pairs, unpaired, (ta, tb, _) = synthetic_world()
+    objective = Structure(TrainConfig(**FAST), warmup_steps=20).objective()
+    objective.prepare(unpaired.a[:100], unpaired.b[:100], "cpu", seed=0)
+    rows = torch.arange(10)
+    batch = objective.sample(rows, rows)
+    assert objective.step == 1 and len(batch.pool_a) == len(batch.pool_b) == 100
+    alignment = Structure(TrainConfig(**FAST), seed=0).fit(pairs, unpaired)
+    assert {"con", "structure"} <= set(alignment.history[-1])
+    assert alignment.steps_run == FAST["max_steps"]
+    r = retrieval(alignment, ta, tb)
+    assert r["recall@10_a2b"] > 0.1 and r["recall@10_b2a"] > 0.1  # chance: 0.033
 
 
 def test_info_nce_symmetric_and_lowest_for_true_pairs():

@@ -26,12 +26,14 @@ def server_name() -> str:
                                                     else "127.0.0.1")
 
 
+# Hub encoders the form suggests where the Hub is reachable (a Space), by modality.
+HUB_SUGGESTIONS = {"image": ["openclip:ViT-B-32:laion2b_s34b_b79k", "hf:google/vit-base-patch16-224"],
+                   "text": ["hf:sentence-transformers/all-mpnet-base-v2"],
+                   "speech": ["hf:facebook/wav2vec2-base"]}
 # On a public app, the encoders a visitor may pick unless GERA_ALLOWED_ENCODERS says otherwise:
-# the bundled ones and a few well-known Hub models of modest size.
+# the bundled ones and those suggestions, well-known models of modest size.
 PUBLIC_ENCODERS = ("mobilenet_v2", "efficientnet_lite0", "minilm", "speech_embedding",
-                   "whisper_base", "openclip:ViT-B-32:laion2b_s34b_b79k",
-                   "hf:google/vit-base-patch16-224", "hf:sentence-transformers/all-mpnet-base-v2",
-                   "hf:facebook/wav2vec2-base")
+                   "whisper_base", *(name for names in HUB_SUGGESTIONS.values() for name in names))
 
 
 @dataclass(frozen=True)

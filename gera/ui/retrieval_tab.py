@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from gera.errors import GeraError
 from gera.methods import METHODS, featured, featured_twin, label
 from gera.ui import retrieval
 from gera.ui.errors import errors_as_ui
@@ -89,8 +88,6 @@ def build(shipped: ShippedModels, session: gr.State, queries: RateLimiter) -> Re
     @errors_as_ui
     def find_captions(session_value, model, baseline, image, k, request: gr.Request):
         queries.check(visitor_of(request))
-        if image is None:
-            raise GeraError("Upload an image first.")
         picture = retrieval.load_query_image(image)
         models = resolve(shipped, session_value, model)
         return [picture] + [retrieval.image_to_texts(models, method, picture, int(k))

@@ -14,7 +14,7 @@ from gera.results import TrainStep
 from gera.geometry import KERNELS
 from gera.methods import METHODS, featured, label
 from gera.ui import charts, tables
-from gera.ui.config import BUDGETS, AppConfig
+from gera.ui.config import BUDGETS, HUB_SUGGESTIONS, AppConfig
 from gera.ui.device import gpu
 from gera.ui.errors import errors_as_ui
 from gera.ui.jobs import BackgroundJob
@@ -25,10 +25,6 @@ from gera.ui.training import ProgressTracker, Session, run_training, task_choice
 from gera.ui.workspace import session_folder
 
 PAIRS = [("image ↔ text", "image"), ("speech ↔ text", "speech")]
-# Suggestions when the Hub is reachable (a Space); any hf:/openclip: name can be typed instead.
-HUB_SUGGESTIONS = {"image": ["openclip:ViT-B-32:laion2b_s34b_b79k", "hf:google/vit-base-patch16-224"],
-                   "text": ["hf:sentence-transformers/all-mpnet-base-v2"],
-                   "speech": ["hf:facebook/wav2vec2-base"]}
 
 
 def _options_help(task: str, public: bool) -> str | None:
