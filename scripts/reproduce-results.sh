@@ -10,6 +10,7 @@ run() {  # run NAME ARGS...: table to results/NAME.txt, JSON to results/NAME.jso
 }
 mkdir -p results
 run fashion-mnist-100       compare --task fashion-mnist --budget 100
+run fashion-mnist-100-structure compare --task fashion-mnist --budget 100 --methods gera,contrastive,structure
 run emoji-300               compare --task emoji --budget 300
 run emoji-300-alpha         ablate  --task emoji --budget 300 --param alpha --values 0.1,1,10,100
 run emoji-300-unpaired-b    ablate  --task emoji --budget 300 --param unpaired_b --values 300,1500,6000
