@@ -80,26 +80,24 @@ def build(shipped: ShippedModels, session: gr.State, queries: RateLimiter) -> Re
     # Parameter names are the API's (gradio_client users pass them by name).
     @errors_as_ui
     def search_images(session_value, model, baseline, text, k, request: gr.Request):
-        queries.check(visitor_of(request))
-        models = resolve(shipped, session_value, model)
-        return [retrieval.text_to_images(models, method, text, int(k))
-                for method in (ours, baseline)]
+        return answers(request, session_value, model, baseline, retrieval.text_to_images, text, k)
 
     @errors_as_ui
     def find_captions(session_value, model, baseline, image, k, request: gr.Request):
-        queries.check(visitor_of(request))
         picture = retrieval.load_query_image(image)
-        models = resolve(shipped, session_value, model)
-        return [picture] + [retrieval.image_to_texts(models, method, picture, int(k))
-                            for method in (ours, baseline)]
+        return [picture] + answers(request, session_value, model, baseline,
+                                   retrieval.image_to_texts, picture, k)
 
     @errors_as_ui
     def find_transcripts(session_value, model, baseline, audio, k, request: gr.Request):
-        queries.check(visitor_of(request))
         clip = retrieval.load_query_audio(audio)
+        return answers(request, session_value, model, baseline, retrieval.speech_to_texts, clip, k)
+
+    def answers(request, session_value, model, baseline, query_fn, query, k) -> list:
+        """One query, answered by the featured method and the chosen baseline."""
+        queries.check(visitor_of(request))
         models = resolve(shipped, session_value, model)
-        return [retrieval.speech_to_texts(models, method, clip, int(k))
-                for method in (ours, baseline)]
+        return [query_fn(models, method, query, int(k)) for method in (ours, baseline)]
 
     baseline_outputs = [gallery_base, captions_base, speech_base]
     baseline.change(lambda other: [gr.update(label=other)] * len(baseline_outputs), baseline,
