@@ -207,3 +207,23 @@ def test_one_flag_makes_an_app_public(monkeypatch):
     monkeypatch.setenv("GERA_SESSION_TTL_SECONDS", "none")
     with pytest.raises(Exception, match="GERA_SESSION_TTL_SECONDS"):
         Limits.from_env(public=True)
+
+
+@pytest.mark.parametrize("endpoint, args, problem", [
+    ("/text_to_images", dict(model="shipped:../../etc", baseline="asif", text="a pizza", k=3),
+     "not in the list of choices|No shipped checkpoints"),
+    ("/text_to_images", dict(model="shipped:emoji", baseline="magic", text="a pizza", k=3),
+     "not in the list of choices|has no magic"),
+    ("/text_to_images", dict(model="shipped:emoji", baseline="asif", text="a pizza", k=10**6),
+     "maximum value"),
+    ("/text_to_images", dict(model="shipped:emoji", baseline="asif", text="x" * 10_000, k=3),
+     "characters long"),
+    ("/neighbourhoods", dict(model="shipped:emoji", method="gera", modality="a", points=10**9,
+                             k=10, colour_by="class"), "maximum value"),
+    ("/neighbourhoods", dict(model="shipped:emoji", method="gera", modality="../etc",
+                             points=100, k=10, colour_by="class"), "not in the list of choices"),
+])
+def test_hostile_query_parameters_are_refused(client, endpoint, args, problem):
+    with pytest.raises(AppError, match=problem) as err:
+        client.predict(**args, api_name=endpoint)
+    assert "/etc" not in str(err.value).replace("../etc", "")
