@@ -44,6 +44,9 @@ def _add_common(p: argparse.ArgumentParser, budget: bool = True) -> None:
     p.add_argument("--grid-size", type=int, default=3,
                    help="settings tried per method, the same for every method (1 = defaults only)")
     p.add_argument("--json", type=Path, default=None, help="write the full result as JSON here")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes that run seeds in parallel (default: one per core, at most one "
+                        "per seed; 1 = here, one by one)")
     train = p.add_argument_group("training (the trained methods)")
     for f in fields(TrainConfig):
         kind = {bool: _bool, int: int, float: float, str: str}[type(f.default)]
@@ -91,26 +94,35 @@ def _write_json(path: Path | None, payload) -> None:
     print(f"wrote {path}", file=sys.stderr)
 
 
+def _executor(args):
+    from gera.executors import default_workers, seed_executor
+
+    workers = args.workers if args.workers is not None else min(default_workers(), len(args.seeds))
+    return seed_executor(workers)
+
+
 def cmd_compare(args) -> None:
     from gera.experiment import compare
     from gera.report import format_table
 
-    result = compare(_settings(args, args.budget), progress=_report_stage)
+    with _executor(args) as executor:
+        result = compare(_settings(args, args.budget), progress=_report_stage, executor=executor)
     print(format_table(result))
     print(f"\nwall time {result.wall_s:.0f} s")
     _write_json(args.json, result.to_json())
 
 
 def cmd_sweep(args) -> None:
-    from gera.experiment import compare
+    from gera.experiment import compare_many
     from gera.report import format_table
 
     results = []
-    for budget in args.budgets:
-        result = compare(_settings(args, budget), progress=_report_stage)
-        print(format_table(result) + "\n")
-        results.append(result.to_json())
-        _write_json(args.json, results)  # after every budget: a long sweep keeps what it finished
+    with _executor(args) as executor:
+        for result in compare_many([_settings(args, b) for b in args.budgets],
+                                   progress=_report_stage, executor=executor):
+            print(format_table(result) + "\n")
+            results.append(result.to_json())
+            _write_json(args.json, results)  # after every budget: a long sweep keeps what it finished
 
 
 def cmd_ablate(args) -> None:
@@ -118,7 +130,9 @@ def cmd_ablate(args) -> None:
     from gera.report import format_ablation
 
     values = [_parse_value(v) for v in args.values.split(",")]
-    result = ablate(_settings(args, args.budget), args.param, values, progress=_report_stage)
+    with _executor(args) as executor:
+        result = ablate(_settings(args, args.budget), args.param, values, progress=_report_stage,
+                        executor=executor)
     print(format_ablation(result))
     _write_json(args.json, result.to_json())
 

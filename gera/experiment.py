@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -130,59 +131,147 @@ def fit_tuned(name: str, settings: CompareSettings, seed_data: SeedData, progres
 
 
 def compare(settings: CompareSettings, cache: Optional[EmbeddingCache] = None,
-            progress: Progress = None, should_stop: ShouldStop = None) -> CompareResult:
-    """Run the comparison (see the module docstring); the first seed's alignments ride along."""
-    t0 = time.perf_counter()
-    unknown = [m for m in settings.methods if m not in METHODS]
-    if unknown:
-        raise GeraError(f"Unknown method(s) {unknown}; choose from {', '.join(METHODS)}.")
-    seeds = list(dict.fromkeys(settings.seeds))  # a repeated seed would only repeat a run
-    if not seeds:
-        raise GeraError("Give at least one seed.")
+            progress: Progress = None, should_stop: ShouldStop = None,
+            executor: Optional[Executor] = None) -> CompareResult:
+    """Run the comparison (see the module docstring); the first seed's alignments ride along.
+
+    ``executor`` (a ``concurrent.futures.Executor``: local processes, or Ray's through
+    ``gera.distributed``) runs the seeds in parallel; without one they run here, one by one.
+    """
+    return next(compare_many([settings], cache, progress, should_stop, executor))
+
+
+def compare_many(settings_list: Sequence[CompareSettings], cache: Optional[EmbeddingCache] = None,
+                 progress: Progress = None, should_stop: ShouldStop = None,
+                 executor: Optional[Executor] = None) -> Iterator[CompareResult]:
+    """``compare`` for several settings (a sweep's budgets), yielding each result as it is done.
+    With an ``executor``, every seed of every setting is submitted at once, so that the workers
+    stay busy across budgets."""
+    plans = [ComparePlan.prepare(s, cache, progress) for s in settings_list]
+    if executor is None:
+        for plan in plans:
+            yield plan.finish([run_seed(plan.settings, seed, plan.cache,
+                                        plan.numbered(progress, position), should_stop,
+                                        keep_alignments=position == 0)
+                               for position, seed in enumerate(plan.seeds)])
+        return
+    jobs = [[executor.submit(run_seed, plan.settings, seed, plan.cache.root,
+                             keep_alignments=position == 0)
+             for position, seed in enumerate(plan.seeds)] for plan in plans]
+    try:
+        for plan, futures in zip(plans, jobs):
+            per_seed = []
+            for position, future in enumerate(futures):
+                per_seed.append(future.result())
+                report = plan.numbered(progress, position)
+                for index, fit in enumerate(per_seed[-1] if report else ()):
+                    report(Evaluated(fit.method, fit.seed, plan.settings.budget, index, 0))
+                if should_stop is not None and should_stop():
+                    raise GeraError("Cancelled.")
+            yield plan.finish(per_seed)
+    finally:  # cancelled, failed or abandoned: leave no queued work behind
+        for future in (f for fs in jobs for f in fs):
+            future.cancel()
+
+
+@dataclass
+class ComparePlan:
+    """What a comparison settles before any fit: the checked settings, the task with every
+    split's embeddings in the cache, and the seeds."""
+
+    settings: CompareSettings
+    data: EmbeddedTask
+    cache: EmbeddingCache
+    seeds: list[int]
+    t0: float
+
+    @classmethod
+    def prepare(cls, settings: CompareSettings, cache: Optional[EmbeddingCache] = None,
+                progress: Progress = None) -> "ComparePlan":
+        t0 = time.perf_counter()
+        unknown = [m for m in settings.methods if m not in METHODS]
+        if unknown:
+            raise GeraError(f"Unknown method(s) {unknown}; choose from {', '.join(METHODS)}.")
+        seeds = list(dict.fromkeys(settings.seeds))  # a repeated seed would only repeat a run
+        if not seeds:
+            raise GeraError("Give at least one seed.")
+        cache = cache or EmbeddingCache()
+        data = EmbeddedTask.open(settings.task, settings.task_options, settings.encoder_a,
+                                 settings.encoder_b, cache)
+        needed = [split_items(_split(data, settings, s)) for s in seeds]
+        data.ensure(np.concatenate([a for a, _ in needed]), np.concatenate([b for _, b in needed]),
+                    progress)
+        return cls(settings, data, cache, seeds, t0)
+
+    def numbered(self, progress: Progress, position: int) -> Progress:
+        """``progress`` for the seed at ``position``: its fits numbered among all the plan's."""
+        if progress is None:
+            return None
+        methods = len(self.settings.methods)
+
+        def report(event: Event) -> None:
+            if isinstance(event, (FitStarted, Evaluated)):
+                event = replace(event, index=position * methods + event.index,
+                                total=len(self.seeds) * methods)
+            progress(event)
+        return report
+
+    def finish(self, per_seed: list[list[FitResult]]) -> CompareResult:
+        settings, data = self.settings, self.data
+        first = SeedData.prepare(data, _split(data, settings, self.seeds[0]), self.seeds[0])
+        fits = {name: [f for fits in per_seed for f in fits if f.method == name]
+                for name in settings.methods}
+        methods = {name: MethodResult.from_fits(f) for name, f in fits.items()}
+        reference = featured()
+        config = {"seeds": self.seeds, "methods": list(settings.methods),
+                  "encoder_a": data.encoder_a.name, "encoder_b": data.encoder_b.name,
+                  "grid_size": first.grid_size(settings.grid_size),
+                  "grids": {m: first.grid(m, settings.grid_size) for m in settings.methods},
+                  "validation": data.task.val_metric if first.validate else
+                  "none (fewer than 2 validation pairs: no tuning, no early stopping)",
+                  "train": asdict(settings.train), "split": first.split.info,
+                  "neighbourhood_k": settings.neighbourhood_k}
+        return CompareResult(settings.task, settings.budget, config, time.perf_counter() - self.t0,
+                             methods, reference, paired_differences(methods, reference),
+                             supervised_ceiling(data.task, data, first.split),
+                             {f.method: f.alignment for fs in fits.values() for f in fs
+                              if f.alignment is not None})
+
+
+def _split(data: EmbeddedTask, settings: CompareSettings, seed: int) -> Split:
+    return data.task.split(settings.budget, seed, settings.unpaired_a, settings.unpaired_b)
+
+
+def run_seed(settings: CompareSettings, seed: int, cache: EmbeddingCache | str | None = None,
+             progress: Progress = None, should_stop: ShouldStop = None,
+             keep_alignments: bool = False) -> list[FitResult]:
+    """One seed of a comparison: every method tuned on the seed's split and tested once.
+
+    Self-contained (it opens the task from the embedding cache, given as a cache or its folder),
+    so a worker process or a Ray task can run it; the embeddings must already be cached.
+    """
+    if not isinstance(cache, EmbeddingCache):
+        cache = EmbeddingCache(cache)
     data = EmbeddedTask.open(settings.task, settings.task_options, settings.encoder_a,
                              settings.encoder_b, cache)
-    task = data.task
-    splits = {s: task.split(settings.budget, s, settings.unpaired_a, settings.unpaired_b)
-              for s in seeds}
-    needed = [split_items(sp) for sp in splits.values()]
-    data.ensure(np.concatenate([a for a, _ in needed]), np.concatenate([b for _, b in needed]),
-                progress)
-
-    fits: dict[str, list[FitResult]] = {m: [] for m in settings.methods}
-    total, first = len(seeds) * len(settings.methods), None
-    for seed, split in splits.items():
-        seed_data = SeedData.prepare(data, split, seed)
-        first = first or seed_data
-        for name in settings.methods:
-            index = sum(map(len, fits.values()))
-            if progress is not None:
-                progress(FitStarted(name, seed, settings.budget, index, total))
-            t_fit = time.perf_counter()
-            alignment, params, val = fit_tuned(name, settings, seed_data, progress, should_stop)
-            if should_stop is not None and should_stop():
-                raise GeraError("Cancelled.")
-            fit_s = time.perf_counter() - t_fit
-            if progress is not None:
-                progress(Evaluated(name, seed, settings.budget, index, total))
-            metrics = test_metrics(alignment, data, split, settings.neighbourhood_k)
-            fits[name].append(FitResult(name, seed, params, val, alignment.best_step, fit_s,
-                                        metrics, alignment if seed_data is first else None))
-
-    methods = {name: MethodResult.from_fits(f) for name, f in fits.items()}
-    reference = featured()
-    config = {"seeds": seeds, "methods": list(settings.methods),
-              "encoder_a": data.encoder_a.name, "encoder_b": data.encoder_b.name,
-              "grid_size": first.grid_size(settings.grid_size),
-              "grids": {m: first.grid(m, settings.grid_size) for m in settings.methods},
-              "validation": task.val_metric if first.validate else
-              "none (fewer than 2 validation pairs: no tuning, no early stopping)",
-              "train": asdict(settings.train), "split": first.split.info,
-              "neighbourhood_k": settings.neighbourhood_k}
-    return CompareResult(settings.task, settings.budget, config, time.perf_counter() - t0,
-                         methods, reference, paired_differences(methods, reference),
-                         supervised_ceiling(task, data, first.split),
-                         {f.method: f.alignment for fs in fits.values() for f in fs
-                          if f.alignment is not None})
+    split = _split(data, settings, seed)
+    data.ensure(*split_items(split))
+    seed_data = SeedData.prepare(data, split, seed)
+    fits, total = [], len(settings.methods)
+    for index, name in enumerate(settings.methods):
+        if progress is not None:
+            progress(FitStarted(name, seed, settings.budget, index, total))
+        t_fit = time.perf_counter()
+        alignment, params, val = fit_tuned(name, settings, seed_data, progress, should_stop)
+        if should_stop is not None and should_stop():
+            raise GeraError("Cancelled.")
+        fit_s = time.perf_counter() - t_fit
+        if progress is not None:
+            progress(Evaluated(name, seed, settings.budget, index, total))
+        metrics = test_metrics(alignment, data, split, settings.neighbourhood_k)
+        fits.append(FitResult(name, seed, params, val, alignment.best_step, fit_s, metrics,
+                              alignment if keep_alignments else None))
+    return fits
 
 
 def supervised_ceiling(task: Task, data: EmbeddedTask, split: Split) -> Optional[dict]:
@@ -200,7 +289,7 @@ ABLATABLE_SPLIT = ("unpaired_a", "unpaired_b")
 
 
 def ablate(settings: CompareSettings, param: str, values: Sequence, progress: Progress = None,
-           should_stop: ShouldStop = None) -> AblationResult:
+           should_stop: ShouldStop = None, executor: Optional[Executor] = None) -> AblationResult:
     """The featured method with ONE setting varied and nothing tuned (grid 0), each value against
     its twin (contrastive-only) on the same seeds and pairs. ``param`` is a ``TrainConfig``
     field (alpha, k, kernel, …) or a pool size (``unpaired_a``/``unpaired_b``): vary the
@@ -209,10 +298,10 @@ def ablate(settings: CompareSettings, param: str, values: Sequence, progress: Pr
     if param not in train_fields and param not in ABLATABLE_SPLIT:
         raise GeraError(f"Cannot vary {param!r}: choose a training option "
                         f"({', '.join(sorted(train_fields))}) or {' / '.join(ABLATABLE_SPLIT)}.")
-    runs = []
-    for value in values:
-        varied = (replace(settings, **{param: value}) if param in ABLATABLE_SPLIT
-                  else replace(settings, train=replace(settings.train, **{param: value})))
-        runs.append(compare(replace(varied, methods=(featured(), featured_twin()), grid_size=0),
-                            progress=progress, should_stop=should_stop))
+    varied = [replace(settings, **{param: value}) if param in ABLATABLE_SPLIT
+              else replace(settings, train=replace(settings.train, **{param: value}))
+              for value in values]
+    runs = list(compare_many([replace(v, methods=(featured(), featured_twin()), grid_size=0)
+                              for v in varied], progress=progress, should_stop=should_stop,
+                             executor=executor))
     return AblationResult(settings.task, settings.budget, param, list(values), runs)

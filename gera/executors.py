@@ -1,0 +1,43 @@
+"""Where a comparison's seeds run: here, in local worker processes, or on a Ray cluster.
+
+Every executor is a ``concurrent.futures.Executor`` that ``gera.experiment.compare`` submits
+``run_seed`` jobs to; results are identical wherever the jobs run (each seed is self-contained
+and seeded).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+
+def default_workers() -> int:
+    """One process per core: each fit trains its heads on one thread."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else (os.cpu_count() or 1))
+
+
+@contextmanager
+def seed_executor(workers: int = 1) -> Iterator[Optional[Executor]]:
+    """``workers`` local processes (None when 1: run in this process, with live progress)."""
+    if workers <= 1:
+        yield None
+        return
+    # spawn, not fork: a forked child inherits torch's and faiss's thread pools mid-state.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_single_threaded) as pool:
+        yield pool
+
+
+def _single_threaded() -> None:
+    # Each worker is one of ``workers`` processes sharing the cores: oversubscribing them with
+    # BLAS/OpenMP threads only slows every process down.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    import faiss
+    import torch
+
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
