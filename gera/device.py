@@ -39,17 +39,20 @@ _threads_before = 0
 
 @contextmanager
 def cpu_threads(n: Optional[int]) -> Iterator[None]:
-    """Run with torch on ``n`` threads (None: leave it). torch's count is process-wide: the first
-    concurrent job sets it, the last one out restores it, so two trainings in one process (two
-    app users) cannot strand it at 1."""
+    """Run with torch and faiss on ``n`` threads (None: leave them). The counts are
+    process-wide: the first concurrent job sets them, the last one out restores them, so two
+    trainings in one process (two app users) cannot strand them at 1."""
     global _threads_users, _threads_before
     if n is None:
         yield
         return
+    import faiss  # its kNN search runs in training too: OpenMP threads that only spin on a busy CPU
+
     with _threads_lock:
         if _threads_users == 0:
-            _threads_before = torch.get_num_threads()
+            _threads_before = (torch.get_num_threads(), faiss.omp_get_max_threads())
             torch.set_num_threads(max(1, n))
+            faiss.omp_set_num_threads(max(1, n))
         _threads_users += 1
     try:
         yield
@@ -57,4 +60,5 @@ def cpu_threads(n: Optional[int]) -> Iterator[None]:
         with _threads_lock:
             _threads_users -= 1
             if _threads_users == 0:
-                torch.set_num_threads(_threads_before)
+                torch.set_num_threads(_threads_before[0])
+                faiss.omp_set_num_threads(_threads_before[1])

@@ -7,7 +7,8 @@ from typing import Optional
 import numpy as np
 
 from gera.alignments import Alignment, Standardizer
-from gera.geometry import knn, l2_normalize
+from gera.geometry import l2_normalize
+from gera.memo import memoize_arrays
 
 
 def class_prototypes(alignment: Alignment, prompt_emb: np.ndarray) -> np.ndarray:
@@ -75,20 +76,19 @@ def retrieval(alignment: Alignment, a: np.ndarray, b: np.ndarray,
 
 def knn_jaccard(original: np.ndarray, aligned: np.ndarray, k: int = 10) -> np.ndarray:
     """Per-point Jaccard overlap of the k-NN sets in the original and the aligned space (cosine)."""
-    nn_orig, _ = knn(original, k)
-    nn_new, _ = knn(aligned, k)
-    inter = np.array([len(np.intersect1d(p, q, assume_unique=True)) for p, q in zip(nn_orig, nn_new)])
-    return inter / (2 * nn_orig.shape[1] - inter)
+    k = min(k, len(original) - 1)
+    return _jaccard(original_ranking(l2_normalize(original))[:, :k], _aligned_knn(aligned, k))
 
 
 def trustworthiness(original: np.ndarray, aligned: np.ndarray, k: int = 10,
                     max_points: int = 2000, seed: int = 0) -> float:
-    """sklearn's trustworthiness (cosine), on a fixed random subset of at most ``max_points``."""
-    from sklearn.manifold import trustworthiness as sk_trust
-
+    """Trustworthiness (Venna & Kaski; sklearn's definition, cosine in the original space) on a
+    fixed random subset of at most ``max_points``: how far, in original-space rank, each point's
+    aligned-space neighbours were. 1 = no aligned neighbour is a stranger."""
     idx = _subset(len(original), max_points, seed)
     k = min(k, (len(idx) - 1) // 2)
-    return float(sk_trust(original[idx], aligned[idx], n_neighbors=k, metric="cosine"))
+    return _trustworthiness(original_ranking(l2_normalize(original[idx])),
+                            _aligned_knn(aligned[idx], k))
 
 
 def neighbourhood_metrics(alignment: Alignment, a: np.ndarray, b: np.ndarray, k: int = 10,
@@ -97,25 +97,66 @@ def neighbourhood_metrics(alignment: Alignment, a: np.ndarray, b: np.ndarray, k:
 
     The original space is the evaluated points centred by their own mean and L2-normalised: the
     same reference for every method, whatever its own preprocessing (ASIF and CCA have no heads).
+    Both metrics read one ranking of the original space, computed once for all methods.
     """
     out = {}
     for side, x, embed in (("a", a, alignment.embed_a), ("b", b, alignment.embed_b)):
         x = np.asarray(x)[_subset(len(x), max_points, seed)]
         if len(x) < 4:
             continue
-        orig, new = Standardizer.fit(x)(x), embed(x)
-        out[f"knn_jaccard_{side}"] = float(knn_jaccard(orig, new, k).mean())
-        out[f"trustworthiness_{side}"] = trustworthiness(orig, new, k, max_points, seed)
+        order = original_ranking(Standardizer.fit(x)(x))
+        k_side = min(k, (len(x) - 1) // 2)
+        aligned_nn = _aligned_knn(embed(x), max(k, k_side))
+        out[f"knn_jaccard_{side}"] = float(_jaccard(order[:, :k], aligned_nn[:, :k]).mean())
+        out[f"trustworthiness_{side}"] = _trustworthiness(order, aligned_nn[:, :k_side])
     return out
+
+
+@memoize_arrays(maxsize=8)
+def original_ranking(x: np.ndarray) -> np.ndarray:
+    """Every other point, nearest first, for each row of ``x`` (unit vectors; cosine): ``(n, n-1)``.
+    Kept: every method of a comparison is evaluated on the same points."""
+    dist = 1.0 - x.astype(np.float64) @ x.T.astype(np.float64)
+    np.fill_diagonal(dist, np.inf)
+    return np.argsort(dist, axis=1, kind="stable")[:, :-1].astype(np.int32)
+
+
+def _aligned_knn(z: np.ndarray, k: int) -> np.ndarray:
+    """The k nearest rows of each row of ``z`` (unit vectors), self excluded, nearest first."""
+    sims = np.asarray(z, dtype=np.float32) @ np.asarray(z, dtype=np.float32).T
+    np.fill_diagonal(sims, -np.inf)
+    k = min(k, len(z) - 1)
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(top, np.argsort(-np.take_along_axis(sims, top, 1), 1, kind="stable"), 1)
+
+
+def _jaccard(nn_a: np.ndarray, nn_b: np.ndarray) -> np.ndarray:
+    k = nn_a.shape[1]
+    inter = (nn_a[:, :, None] == nn_b[:, None, :]).any(2).sum(1)
+    return inter / (2 * k - inter)
+
+
+def _trustworthiness(order: np.ndarray, aligned_nn: np.ndarray) -> float:
+    n, k = aligned_nn.shape
+    rank = np.empty((n, n), dtype=np.int32)  # rank[i, j]: j's place among i's original neighbours
+    rank[np.arange(n)[:, None], order] = np.arange(1, n, dtype=np.int32)
+    penalties = rank[np.arange(n)[:, None], aligned_nn] - k
+    t = penalties[penalties > 0].sum(dtype=np.float64)
+    return float(1.0 - t * 2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0)))
 
 
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
                  test_y: np.ndarray) -> float:
-    """Supervised ceiling: logistic regression on standardised features, all labels used."""
+    """Supervised ceiling: logistic regression on standardised features, all labels used.
+
+    On one BLAS thread: L-BFGS on a few thousand rows is latency-bound, and extra threads only
+    spin (10× slower on a busy 2-core machine)."""
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
 
     std = Standardizer.fit(train_x)
-    clf = LogisticRegression(max_iter=1000, C=10.0).fit(std(train_x), train_y)
+    with threadpool_limits(1):
+        clf = LogisticRegression(max_iter=1000, C=10.0).fit(std(train_x), train_y)
     return float(clf.score(std(test_x), test_y))
 
 

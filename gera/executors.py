@@ -32,12 +32,12 @@ def seed_executor(workers: int = 1) -> Iterator[Optional[Executor]]:
 
 
 def _single_threaded() -> None:
-    # Each worker is one of ``workers`` processes sharing the cores: oversubscribing them with
-    # BLAS/OpenMP threads only slows every process down.
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = "1"
+    # Each worker is one of ``workers`` processes sharing the cores: BLAS, OpenMP or torch
+    # threads on top would oversubscribe them and slow every process down.
     import faiss
     import torch
+    from threadpoolctl import threadpool_limits
 
+    threadpool_limits(1)
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)

@@ -158,6 +158,8 @@ def compare_many(settings_list: Sequence[CompareSettings], cache: Optional[Embed
     jobs = [[executor.submit(run_seed, plan.settings, seed, plan.cache.root,
                              keep_alignments=position == 0)
              for position, seed in enumerate(plan.seeds)] for plan in plans]
+    for plan in plans:  # here, while the workers fit
+        plan.ceiling()
     try:
         for plan, futures in zip(plans, jobs):
             per_seed = []
@@ -203,6 +205,13 @@ class ComparePlan:
                     progress)
         return cls(settings, data, cache, seeds, t0)
 
+    def ceiling(self) -> Optional[dict]:
+        """The supervised ceiling on the first seed's split (computed once)."""
+        if not hasattr(self, "_ceiling"):
+            split = _split(self.data, self.settings, self.seeds[0])
+            self._ceiling = supervised_ceiling(self.data.task, self.data, split)
+        return self._ceiling
+
     def numbered(self, progress: Progress, position: int) -> Progress:
         """``progress`` for the seed at ``position``: its fits numbered among all the plan's."""
         if progress is None:
@@ -233,7 +242,7 @@ class ComparePlan:
                   "neighbourhood_k": settings.neighbourhood_k}
         return CompareResult(settings.task, settings.budget, config, time.perf_counter() - self.t0,
                              methods, reference, paired_differences(methods, reference),
-                             supervised_ceiling(data.task, data, first.split),
+                             self.ceiling(),
                              {f.method: f.alignment for fs in fits.values() for f in fs
                               if f.alignment is not None})
 
@@ -248,8 +257,17 @@ def run_seed(settings: CompareSettings, seed: int, cache: EmbeddingCache | str |
     """One seed of a comparison: every method tuned on the seed's split and tested once.
 
     Self-contained (it opens the task from the embedding cache, given as a cache or its folder),
-    so a worker process or a Ray task can run it; the embeddings must already be cached.
+    so a worker process or a Ray task can run it; the embeddings must already be cached. Runs
+    on one BLAS thread, as training runs on one torch thread: a sum's rounding depends on how
+    many threads share it, and a seed must give the same numbers wherever it runs.
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return _run_seed(settings, seed, cache, progress, should_stop, keep_alignments)
+
+
+def _run_seed(settings, seed, cache, progress, should_stop, keep_alignments) -> list[FitResult]:
     if not isinstance(cache, EmbeddingCache):
         cache = EmbeddingCache(cache)
     data = EmbeddedTask.open(settings.task, settings.task_options, settings.encoder_a,

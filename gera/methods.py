@@ -20,6 +20,7 @@ import numpy as np
 
 from gera.alignments import Alignment, LinearAlignment, RelativeAlignment, Standardizer
 from gera.errors import GeraError, require_finite
+from gera.memo import memoize_arrays
 from gera.settings import TrainConfig
 
 
@@ -227,12 +228,20 @@ class Procrustes(Method):
 
 
 def _pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and top-``dim`` principal directions, from the d×d covariance (pools are far taller
-    than wide, so this is much cheaper than an SVD of the data)."""
+    """Mean and top-``dim`` principal directions of ``x``'s rows."""
+    mean, directions = _principal_directions(x)
+    return mean, directions[:, :dim]
+
+
+@memoize_arrays(maxsize=4)
+def _principal_directions(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and every principal direction, largest variance first, from the d×d covariance
+    (pools are far taller than wide, so this is much cheaper than an SVD of the data). Kept:
+    every grid point of Procrustes and CCA PCA's the same pools."""
     mean = x.mean(0)
     centred = (x - mean).astype(np.float64)
     vals, vecs = np.linalg.eigh(centred.T @ centred)
-    return mean, vecs[:, np.argsort(vals)[::-1][:dim]].astype(np.float32)
+    return mean, vecs[:, np.argsort(vals)[::-1]].astype(np.float32)
 
 
 class ASIF(Method):

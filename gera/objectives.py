@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from gera.geometry import heat_bandwidth, knn
 from gera.losses import geometric_loss, info_nce, structure_loss
+from gera.memo import memoize_arrays
 from gera.settings import TrainConfig
 
 
@@ -36,7 +37,7 @@ class NeighbourGraph:
         n = len(x)
         self.k_pool = max(1, min(k_pool, n - 1))
         self.k = max(1, min(k, self.k_pool))
-        self.neighbours, sims = knn(x, self.k_pool, device=device)
+        self.neighbours, sims = _pool_knn(x, self.k_pool, device)
         self.eps = heat_bandwidth(sims, self.k)
         self._on_device = {}  # device -> the neighbour table as a tensor there
 
@@ -53,6 +54,12 @@ class NeighbourGraph:
             pick = torch.rand(nbrs.shape, generator=generator, device="cpu").argsort(dim=1)[:, :self.k]
             nbrs = nbrs.gather(1, pick.to(anchors.device))
         return torch.cat([anchors[:, None], nbrs], dim=1)
+
+
+@memoize_arrays(maxsize=2)
+def _pool_knn(x: np.ndarray, k: int, device: str) -> tuple[np.ndarray, np.ndarray]:
+    # Kept: every grid point of a seed (and GeRA's ablations) builds the same pool's graph.
+    return knn(x, k, device=device)
 
 
 class Side:

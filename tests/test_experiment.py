@@ -161,3 +161,36 @@ def test_bench_prints_the_training_cost_ratio(capsys):
     out = capsys.readouterr().out
     ratio = float(out.split("GeRA / contrastive: step ")[1].split("×")[0])  # featured / twin
     assert ratio > 1.0, "a GeRA step does more work than a contrastive one"
+
+
+@pytest.mark.slow
+def test_seeds_in_worker_processes_give_the_same_results():
+    from gera.executors import seed_executor
+
+    settings = CompareSettings(task="fashion-mnist", task_options={"n_test": 200}, budget=30,
+                               seeds=(0, 1), methods=("gera", "procrustes"), unpaired_a=200,
+                               grid_size=2, train=TrainConfig(max_steps=20))
+    here = compare(settings)
+    with seed_executor(2) as pool:
+        there = compare(settings, executor=pool)
+    for name in settings.methods:
+        for metric, stat in here.methods[name].metrics.items():
+            assert np.allclose(stat.values, there.methods[name].metrics[metric].values,
+                               rtol=0, atol=1e-6), (name, metric)
+        assert here.methods[name].chosen == there.methods[name].chosen
+    assert set(there.alignments) == set(settings.methods)  # the first seed's, as here
+    assert here.ceiling == there.ceiling
+
+
+def test_trustworthiness_matches_sklearn():
+    from sklearn.manifold import trustworthiness as sklearn_trustworthiness
+
+    from gera.evaluate import trustworthiness
+    from gera.geometry import l2_normalize
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 40)).astype(np.float32) + 3 * rng.normal(size=(12, 40))[
+        rng.integers(0, 12, 300)].astype(np.float32)
+    aligned = l2_normalize(x[:, :8] + 0.5 * rng.normal(size=(300, 8)))
+    expected = sklearn_trustworthiness(l2_normalize(x), aligned, n_neighbors=10, metric="cosine")
+    assert trustworthiness(x, aligned, 10) == pytest.approx(expected, abs=1e-9)
