@@ -41,8 +41,9 @@ def _add_common(p: argparse.ArgumentParser, budget: bool = True) -> None:
     p.add_argument("--encoder-b", default=None, help="text encoder (default: minilm)")
     p.add_argument("--unpaired-a", type=int, default=None, help="unpaired A pool size (default: the task's)")
     p.add_argument("--unpaired-b", type=int, default=None, help="unpaired B pool size (default: the task's)")
-    p.add_argument("--grid-size", type=int, default=3,
-                   help="settings tried per method, the same for every method (1 = defaults only)")
+    p.add_argument("--fits", "--grid-size", dest="grid_size", type=int, default=6,
+                   help="tuning budget: fits per method, the same for every method, spent on each "
+                        "method's search (1 = defaults only)")
     p.add_argument("--json", type=Path, default=None, help="write the full result as JSON here")
     p.add_argument("--workers", type=int, default=None,
                    help="processes that run seeds in parallel (default: one per core, at most one "

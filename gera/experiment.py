@@ -26,6 +26,7 @@ from gera.methods import METHODS, Pairs, Unpaired, featured, featured_twin, meth
 from gera.results import (AblationResult, CompareResult, Evaluated, Event, FitResult, FitStarted,
                           MethodResult, TrainStep, paired_differences)
 from gera.settings import CompareSettings
+from gera.tuning import SearchSpace, Tuned, search_json, tune
 
 Progress = Optional[Callable[[Event], None]]
 ShouldStop = Optional[Callable[[], bool]]
@@ -98,36 +99,34 @@ class SeedData:
                     if len(split.val_pairs) >= 2 else None)
         return cls(seed, split, pairs, unpaired, validate)
 
-    def grid_size(self, asked: int) -> int:
+    def fits(self, asked: int) -> int:
         """With no validation score there is nothing to choose by: one setting (or none) only."""
         return asked if self.validate is not None else min(asked, 1)
 
-    def grid(self, method: str, asked: int) -> list[dict]:
-        size = self.grid_size(asked)
-        if size == 0:
-            return [{}]
-        return method_class(method).grid(len(self.pairs), self.pairs.a.shape[1],
-                                         self.pairs.b.shape[1])[:size]
+    def search_space(self, method: str, asked: int) -> SearchSpace:
+        """What tuning ``method`` searches here; no fits asked (ablations): nothing at all,
+        the settings exactly as given."""
+        if self.fits(asked) == 0:
+            return SearchSpace({}, ({},))
+        return method_class(method).search_space(len(self.pairs), self.pairs.a.shape[1],
+                                                 self.pairs.b.shape[1])
 
 
 def fit_tuned(name: str, settings: CompareSettings, seed_data: SeedData, progress: Progress = None,
-              should_stop: ShouldStop = None) -> tuple[Alignment, dict, float]:
-    """Fit ``name`` for each setting of its grid (the first ``grid_size``) and keep the best by
-    validation score: ``(alignment, chosen params, validation score)``."""
+              should_stop: ShouldStop = None) -> Tuned:
+    """Tune ``name`` with ``settings.grid_size`` fits (``gera.tuning``): the best alignment by
+    validation score, its setting, and what the search tried."""
     validate, seed = seed_data.validate, seed_data.seed
-    best = None
-    for params in seed_data.grid(name, settings.grid_size):
+
+    def fit(params: dict) -> tuple[Alignment, float]:
         method = method_class(name).from_settings(settings.train, seed, **params)
         report = None if progress is None else (
-            lambda row, p=params: progress(TrainStep(name, seed, p, row)))
+            lambda row: progress(TrainStep(name, seed, params, row)))
         alignment = method.fit(seed_data.pairs, seed_data.unpaired, validate=validate,
                                progress=report, should_stop=should_stop)
-        val = validate(alignment) if validate else math.nan
-        if best is None or val > best[2]:
-            best = (alignment, params, val)
-        if should_stop is not None and should_stop():
-            break
-    return best
+        return alignment, validate(alignment) if validate else math.nan
+    return tune(seed_data.search_space(name, settings.grid_size),
+                seed_data.fits(settings.grid_size), fit, should_stop)
 
 
 def compare(settings: CompareSettings, cache: Optional[EmbeddingCache] = None,
@@ -234,8 +233,9 @@ class ComparePlan:
         reference = featured()
         config = {"seeds": self.seeds, "methods": list(settings.methods),
                   "encoder_a": data.encoder_a.name, "encoder_b": data.encoder_b.name,
-                  "grid_size": first.grid_size(settings.grid_size),
-                  "grids": {m: first.grid(m, settings.grid_size) for m in settings.methods},
+                  "fits_per_method": first.fits(settings.grid_size),
+                  "search": {m: search_json(first.search_space(m, settings.grid_size))
+                             for m in settings.methods},
                   "validation": data.task.val_metric if first.validate else
                   "none (fewer than 2 validation pairs: no tuning, no early stopping)",
                   "train": asdict(settings.train), "split": first.split.info,
@@ -280,15 +280,17 @@ def _run_seed(settings, seed, cache, progress, should_stop, keep_alignments) -> 
         if progress is not None:
             progress(FitStarted(name, seed, settings.budget, index, total))
         t_fit = time.perf_counter()
-        alignment, params, val = fit_tuned(name, settings, seed_data, progress, should_stop)
+        tuned = fit_tuned(name, settings, seed_data, progress, should_stop)
         if should_stop is not None and should_stop():
             raise GeraError("Cancelled.")
         fit_s = time.perf_counter() - t_fit
         if progress is not None:
             progress(Evaluated(name, seed, settings.budget, index, total))
-        metrics = test_metrics(alignment, data, split, settings.neighbourhood_k)
-        fits.append(FitResult(name, seed, params, val, alignment.best_step, fit_s, metrics,
-                              alignment if keep_alignments else None))
+        metrics = test_metrics(tuned.alignment, data, split, settings.neighbourhood_k)
+        fits.append(FitResult(name, seed, tuned.params, tuned.val_score,
+                              tuned.alignment.best_step, fit_s, metrics,
+                              tuned.alignment if keep_alignments else None,
+                              tried=tuned.tried, edges=tuned.edges))
     return fits
 
 

@@ -22,6 +22,7 @@ from gera.alignments import Alignment, LinearAlignment, RelativeAlignment, Stand
 from gera.errors import GeraError, require_finite
 from gera.memo import memoize_arrays
 from gera.settings import TrainConfig
+from gera.tuning import SearchSpace
 
 
 @dataclass
@@ -104,9 +105,9 @@ class Method(ABC):
 
     @classmethod
     @abstractmethod
-    def grid(cls, n_pairs: int, dim_a: int, dim_b: int) -> list[dict]:
-        """The tuning grid for N training pairs and input dims d_A, d_B; its first point is the
-        method's defaults, so ``grid(...)[:1]`` is "no tuning"."""
+    def search_space(cls, n_pairs: int, dim_a: int, dim_b: int) -> SearchSpace:
+        """What tuning searches for N training pairs and input dims d_A, d_B (``gera.tuning``):
+        its first start setting is the method's defaults, so one fit is "no tuning"."""
 
     @abstractmethod
     def fit(self, pairs: Pairs, unpaired: Unpaired, validate: Validate = None,
@@ -131,11 +132,14 @@ class GeRA(Method):
 
     ``config`` holds every training option (``TrainConfig``: α, K, kernel, lr, steps …); any of
     them may also be given as a keyword, which overrides it. ``seed`` seeds the heads and the
-    sampling. The grid varies α, the geometric weight, over one decade either side of 1.
+    sampling. Tuning searches α, the geometric weight, over [0.1, 100], and ``geo_batch``, the
+    anchors per step (how much of the unpaired pools each step sees).
     """
 
     name, label, trained, featured = "gera", "GeRA", True, True
-    GRID_KEY, GRID = "alpha", (1.0, 10.0, 0.1)
+    SEARCH = SearchSpace({"alpha": (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0),
+                          "geo_batch": (8, 16, 32, 64)},
+                         ({"alpha": 1.0, "geo_batch": 16}, {"alpha": 10.0}, {"alpha": 0.1}))
 
     def __init__(self, config: Optional[TrainConfig] = None, seed: int = 0, **options):
         self.config = replace(config or TrainConfig(), **self._checked(options))
@@ -157,8 +161,8 @@ class GeRA(Method):
         return cls.create(config=train, seed=seed, **params)
 
     @classmethod
-    def grid(cls, n_pairs, dim_a, dim_b):
-        return [{cls.GRID_KEY: v} for v in cls.GRID]
+    def search_space(cls, n_pairs, dim_a, dim_b):
+        return cls.SEARCH
 
     def objective(self):
         from gera.objectives import ContrastiveObjective, GeometricObjective
@@ -181,11 +185,14 @@ class GeRA(Method):
 class Contrastive(GeRA):
     """The same heads, optimiser, schedule and early stopping with α = 0.
 
-    Its grid varies the regulariser it does have, weight decay, over the same number of points.
+    Tuning searches what it does have, weight decay and the learning rate, with as many fits.
     """
 
     name, label, featured, twin_of = "contrastive", "contrastive-only", False, "gera"
-    GRID_KEY, GRID = "weight_decay", (0.0, 0.1, 1.0)
+    SEARCH = SearchSpace({"weight_decay": (0.0, 0.01, 0.1, 1.0, 3.0, 10.0),
+                          "lr": (3e-4, 1e-3, 3e-3)},
+                         ({"weight_decay": 0.0, "lr": 1e-3}, {"weight_decay": 0.1},
+                          {"weight_decay": 1.0}))
 
     def __init__(self, config: Optional[TrainConfig] = None, seed: int = 0, **options):
         if options.get("alpha", 0.0) != 0.0:
@@ -208,9 +215,11 @@ class Procrustes(Method):
         self.dim, self.seed = dim, seed
 
     @classmethod
-    def grid(cls, n_pairs, dim_a, dim_b):
+    def search_space(cls, n_pairs, dim_a, dim_b):
         cap = max(1, min(n_pairs, dim_a, dim_b))
-        return [{"dim": d} for d in dict.fromkeys(max(1, cap // f) for f in (1, 2, 4))]
+        dims = tuple(sorted({max(1, cap // f) for f in (1, 2, 4, 8, 16, 32)}))
+        return SearchSpace({"dim": dims}, tuple({"dim": d} for d in
+                                               dict.fromkeys(max(1, cap // f) for f in (1, 2, 4))))
 
     def fit(self, pairs, unpaired, validate=None, progress=None, should_stop=None):
         std_a, std_b = _standardizers(pairs, unpaired)
@@ -246,8 +255,8 @@ def _principal_directions(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 class ASIF(Method):
     """Training-free relative representations (Norelli et al. 2022): top-``k`` similarities to
-    the paired anchors, raised to the power ``p``. ``k`` (default None = min(800, N)); the grid
-    varies both."""
+    the paired anchors, raised to the power ``p``. ``k`` (default None = min(800, N)). Tuning
+    searches k ∈ {5, 10, 25, 100} % of the anchors and p ∈ {4, 8, 16}: ASIF is a sparse code."""
 
     name, label = "asif", "ASIF"
     K_CAP = 800
@@ -260,9 +269,12 @@ class ASIF(Method):
         self.k, self.p, self.seed = k, p, seed
 
     @classmethod
-    def grid(cls, n_pairs, dim_a, dim_b):
-        k = min(cls.K_CAP, n_pairs)
-        return [{"k": k, "p": 8}, {"k": k, "p": 4}, {"k": max(1, k // 4), "p": 8}]
+    def search_space(cls, n_pairs, dim_a, dim_b):
+        anchors = min(cls.K_CAP, n_pairs)
+        ks = tuple(sorted({max(1, round(anchors * f)) for f in (0.05, 0.1, 0.25, 1.0)}))
+        return SearchSpace({"k": ks, "p": (4.0, 8.0, 16.0)},
+                           ({"k": anchors, "p": 8.0}, {"k": max(1, round(anchors * 0.25))},
+                            {"k": max(1, round(anchors * 0.05)), "p": 16.0}))
 
     def fit(self, pairs, unpaired, validate=None, progress=None, should_stop=None):
         std_a, std_b = _standardizers(pairs, unpaired)
@@ -275,7 +287,8 @@ class CCA(Method):
 
     Each side is reduced by PCA (fitted on its pool) to at most N−1 dimensions first, so the
     covariances are well posed; ``reg`` adds reg·(mean variance)·I to each; ``dim`` canonical
-    directions (capped at N−1) are kept. The grid varies ``reg``.
+    directions (capped at N−1) are kept, each weighted by its canonical correlation so that
+    weakly shared directions count for less. Tuning searches ``reg`` and ``dim``.
     """
 
     name, label = "cca", "CCA"
@@ -286,8 +299,10 @@ class CCA(Method):
         self.reg, self.dim, self.seed = reg, dim, seed
 
     @classmethod
-    def grid(cls, n_pairs, dim_a, dim_b):
-        return [{"reg": r} for r in (0.1, 0.01, 1.0)]
+    def search_space(cls, n_pairs, dim_a, dim_b):
+        return SearchSpace({"reg": (0.001, 0.01, 0.1, 1.0, 10.0, 100.0),
+                            "dim": (8, 16, 32, 64, 128, 256)},
+                           ({"reg": 0.1, "dim": 128}, {"reg": 1.0}, {"reg": 0.01}))
 
     def fit(self, pairs, unpaired, validate=None, progress=None, should_stop=None):
         n = len(pairs)
@@ -308,10 +323,11 @@ class CCA(Method):
         offset_a, offset_b = offset_a + mean_a @ pca_a.T, offset_b + mean_b @ pca_b.T
         whiten_a = _inv_sqrt(xa.T @ xa / n, float(self.reg))
         whiten_b = _inv_sqrt(xb.T @ xb / n, float(self.reg))
-        u, _, vt = np.linalg.svd(whiten_a @ (xa.T @ xb / n) @ whiten_b)
+        u, corr, vt = np.linalg.svd(whiten_a @ (xa.T @ xb / n) @ whiten_b)
         dim = min(int(self.dim), reduce_to)
-        proj_a = pca_a @ whiten_a @ u[:, :dim]
-        proj_b = pca_b @ whiten_b @ vt.T[:, :dim]
+        weight = np.sqrt(corr[:dim])  # similarity = Σ ρ_i a_i b_i: correlated directions count more
+        proj_a = pca_a @ whiten_a @ u[:, :dim] * weight
+        proj_b = pca_b @ whiten_b @ vt.T[:, :dim] * weight
         return LinearAlignment(std_a, std_b, offset_a, offset_b, proj_a, proj_b, self.name)
 
 
@@ -328,11 +344,13 @@ class Structure(GeRA):
     ``lam``: the term's weight λ, reached after ``warmup_steps`` (linear warm-up); ``levels``:
     random-walk steps compared (1–3); ``tau``: the similarity temperature; ``pool_batch``: points
     of each modality's pool (paired ∪ unpaired) appended to the pairs every step. ``config``,
-    ``seed`` and training options as for GeRA (its α is not used). The grid varies λ.
+    ``seed`` and training options as for GeRA (its α is not used). Tuning searches λ and the
+    walk levels.
     """
 
     name, label, featured, twin_of = "structure", "STRUCTURE", False, None
-    GRID_KEY, GRID = "lam", (10.0, 1.0, 100.0)
+    SEARCH = SearchSpace({"lam": (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0), "levels": (1, 2, 3)},
+                         ({"lam": 10.0, "levels": 2}, {"lam": 1.0}, {"lam": 100.0}))
 
     def __init__(self, config: Optional[TrainConfig] = None, seed: int = 0, lam: float = 10.0,
                  levels: int = 2, tau: float = 0.05, warmup_steps: int = 50,

@@ -61,7 +61,21 @@ def format_table(result: CompareResult) -> str:
     lines += ["", "chosen on validation (per seed): " +
               "; ".join(f"{n}: {', '.join(fmt_params(p) for p in r.chosen)}"
                         for n, r in result.methods.items())]
+    lines += ["", format_tuning(result)]
     return "\n".join(lines)
+
+
+def format_tuning(result: CompareResult) -> str:
+    """Per method: fits spent per seed, and how often the choice sat at an edge of the search
+    (and on which hyperparameters) — an edge choice means a wider search might do better."""
+    parts = []
+    for name, rec in result.methods.items():
+        fits = sorted(set(rec.fits_run)) or ["?"]
+        at_edge = [e for e in rec.edges if e]
+        axes = sorted({a for e in at_edge for a in e})
+        parts.append(f"{name}: {'/'.join(map(str, fits))} fits, at an edge "
+                     f"{len(at_edge)}/{len(rec.edges)}" + (f" ({', '.join(axes)})" if axes else ""))
+    return "tuning (fits per seed; choices at an edge of what was searched): " + "; ".join(parts)
 
 
 def format_ablation(result: AblationResult) -> str:

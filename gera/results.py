@@ -49,6 +49,8 @@ class FitResult:
     fit_s: float
     metrics: dict[str, float]
     alignment: Optional[Alignment] = field(default=None, repr=False, compare=False)
+    tried: list[dict] = field(default_factory=list)  # tuning's fits: [{"params", "val"}]
+    edges: list[str] = field(default_factory=list)  # hyperparameters chosen at an edge
 
 
 @dataclass
@@ -60,6 +62,8 @@ class MethodResult:
     val_score: Stat
     best_step: list[int]
     fit_s: Stat
+    edges: list[list[str]] = field(default_factory=list)  # per seed: chosen at an edge of …
+    fits_run: list[int] = field(default_factory=list)  # per seed: tuning's fits
 
     @classmethod
     def from_fits(cls, fits: Sequence[FitResult]) -> "MethodResult":
@@ -67,17 +71,20 @@ class MethodResult:
         return cls({m: Stat.of([f.metrics[m] for f in fits]) for m in names},
                    [f.params for f in fits], Stat.of([f.val_score for f in fits]),
                    [f.best_step for f in fits if f.best_step is not None],
-                   Stat.of([f.fit_s for f in fits]))
+                   Stat.of([f.fit_s for f in fits]), [f.edges for f in fits],
+                   [len(f.tried) for f in fits])
 
     def to_json(self) -> dict:
         return {"metrics": {m: s.to_json() for m, s in self.metrics.items()},
                 "chosen": self.chosen, "val_score": self.val_score.to_json(),
-                "best_step": self.best_step, "fit_s": self.fit_s.to_json()}
+                "best_step": self.best_step, "fit_s": self.fit_s.to_json(),
+                "edges": self.edges, "fits_run": self.fits_run}
 
     @classmethod
     def from_json(cls, d: dict) -> "MethodResult":
         return cls({m: Stat.from_json(s) for m, s in d["metrics"].items()}, d["chosen"],
-                   Stat.from_json(d["val_score"]), d["best_step"], Stat.from_json(d["fit_s"]))
+                   Stat.from_json(d["val_score"]), d["best_step"], Stat.from_json(d["fit_s"]),
+                   d.get("edges", []), d.get("fits_run", []))
 
 
 def paired_differences(methods: dict[str, MethodResult], reference: str) -> dict[str, dict[str, Stat]]:
@@ -96,7 +103,7 @@ class CompareResult:
 
     task: str
     budget: int
-    config: dict  # seeds, methods, encoders, grids, validation, train settings, split sizes
+    config: dict  # seeds, methods, encoders, search spaces, validation, train settings, split sizes
     wall_s: float
     methods: dict[str, MethodResult]
     reference: str  # the method paired differences are taken against

@@ -73,9 +73,10 @@ def _all_methods() -> tuple[str, ...]:
 class CompareSettings:
     """What ``compare`` runs.
 
-    ``grid_size``: settings tried per method, the same number for every method (1 = each
-    method's first grid point; 0 = no grid at all: the trained methods use ``train`` exactly as
-    given and the training-free ones their defaults — for ablations).
+    ``grid_size``: the tuning budget, fits per method, the same number for every method, spent
+    on each method's search (``gera.tuning``; 1 = its defaults only; 0 = no search at all: the
+    trained methods use ``train`` exactly as given and the training-free ones their defaults —
+    for ablations).
     """
 
     task: str = "fashion-mnist"
@@ -87,6 +88,6 @@ class CompareSettings:
     encoder_b: Optional[str] = None
     unpaired_a: Optional[int] = None  # None = the task's default pool size
     unpaired_b: Optional[int] = None
-    grid_size: int = 3
+    grid_size: int = 6
     train: TrainConfig = field(default_factory=TrainConfig)
     neighbourhood_k: int = 10

@@ -370,23 +370,13 @@ def test_asif_query_with_no_positive_similarity_is_zero_and_ranks_last():
     assert np.isclose(np.linalg.norm(ok), 1.0)
 
 
-def test_every_grid_point_is_distinct_and_the_first_is_the_default():
+def test_every_search_starts_with_distinct_settings_on_its_ladders():
     for cls in (GeRA, Contrastive, Procrustes, ASIF, CCA):
         for n, da, db in ((4, 1280, 384), (80, 1280, 384), (3000, 96, 384)):
-            grid = cls.grid(n, da, db)
-            assert len(grid) == len({tuple(sorted(g.items())) for g in grid}) and len(grid) >= 1
-    assert Procrustes.grid(3000, 96, 384)[0] == {"dim": 96}
-
-
-def test_concurrent_trainings_restore_the_thread_count():
-    import threading
-
-    before = torch.get_num_threads()
-    pairs, unpaired, _ = synthetic_world()
-    jobs = [threading.Thread(target=GeRA(TrainConfig(max_steps=30), seed=s).fit, args=(pairs, unpaired))
-            for s in range(3)]
-    for j in jobs:
-        j.start()
-    for j in jobs:
-        j.join()
-    assert torch.get_num_threads() == before
+            space = cls.search_space(n, da, db)
+            start = [space.complete(s) for s in space.start]
+            assert len(start) == len({tuple(sorted(g.items())) for g in start}) >= 1
+            assert all(start[0].keys() == s.keys() for s in start)
+            for setting in start:
+                cls.create(**setting)  # every start setting is a valid method
+    assert Procrustes.search_space(3000, 96, 384).start[0] == {"dim": 96}

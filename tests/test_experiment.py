@@ -133,7 +133,7 @@ def test_ablate_varies_one_setting_against_the_twin(tmp_path, capsys):
     ablation = json.loads(out.read_text())
     assert [run["value"] for run in ablation["runs"]] == [0, 5]
     zero, five = ablation["runs"]
-    assert set(zero["methods"]) == {"gera", "contrastive"} and zero["config"]["grid_size"] == 0
+    assert set(zero["methods"]) == {"gera", "contrastive"} and zero["config"]["fits_per_method"] == 0
     # α = 0 is exactly contrastive-only: the same pairs, batches and heads give the same model
     assert zero["paired_differences"]["contrastive"]["zero_shot_top1"]["values"] == [0.0, 0.0]
     assert five["config"]["train"]["alpha"] == 5
