@@ -50,6 +50,7 @@ class Alignment(ABC):
     history: list = []
     best_step: Optional[int] = None
     steps_run: Optional[int] = None
+    diagnostics: dict = {}  # e.g. how much of each pool training drew, ε (``gera.objectives``)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

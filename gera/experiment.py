@@ -248,7 +248,37 @@ class ComparePlan:
 
 
 def _split(data: EmbeddedTask, settings: CompareSettings, seed: int) -> Split:
-    return data.task.split(settings.budget, seed, settings.unpaired_a, settings.unpaired_b)
+    split = data.task.split(settings.budget, seed, settings.unpaired_a, settings.unpaired_b)
+    if settings.pool_subset_a is None and settings.pool_subset_b is None:
+        return split
+    for side, n in (("a", settings.pool_subset_a), ("b", settings.pool_subset_b)):
+        pool = getattr(split, f"unpaired_{side}")
+        if n is not None and not 0 <= n <= len(pool):
+            raise GeraError(f"A nested pool of {n} unpaired {side.upper()} items needs a pool at "
+                            f"least that large; the split has {len(pool)}.")
+    pool_a = split.unpaired_a[:settings.pool_subset_a]
+    pool_b = split.unpaired_b[:settings.pool_subset_b]
+    return replace(split, unpaired_a=pool_a, unpaired_b=pool_b,
+                   info={**split.info, "n_unpaired_a": len(pool_a), "n_unpaired_b": len(pool_b)})
+
+
+def _fixed_eps(settings: CompareSettings, data: EmbeddedTask, seed: int) -> CompareSettings:
+    """``settings`` with GeRA's ε set from the pairs ∪ the first ``eps_reference`` points of
+    each modality's whole unpaired pool (a subset every nested pool of at least that size
+    shares), computed as the objective would."""
+    if settings.eps_reference is None:
+        return settings
+    from gera.objectives import NeighbourGraph
+    from gera.train import pool_rows
+
+    cfg, n = settings.train, settings.eps_reference
+    whole = _split(data, replace(settings, pool_subset_a=None, pool_subset_b=None), seed)
+    reference = replace(whole, unpaired_a=whole.unpaired_a[:n], unpaired_b=whole.unpaired_b[:n])
+    data.ensure(*split_items(reference))
+    ref = SeedData.prepare(data, reference, seed)
+    eps = [NeighbourGraph(pool_rows(paired, unpaired, cfg.center)[1], cfg.k, cfg.k_pool).eps
+           for paired, unpaired in ((ref.pairs.a, ref.unpaired.a), (ref.pairs.b, ref.unpaired.b))]
+    return replace(settings, train=replace(cfg, eps_a=eps[0], eps_b=eps[1]))
 
 
 def run_seed(settings: CompareSettings, seed: int, cache: EmbeddingCache | str | None = None,
@@ -275,6 +305,7 @@ def _run_seed(settings, seed, cache, progress, should_stop, keep_alignments) -> 
     split = _split(data, settings, seed)
     data.ensure(*split_items(split))
     seed_data = SeedData.prepare(data, split, seed)
+    settings = _fixed_eps(settings, data, seed)
     fits, total = [], len(settings.methods)
     for index, name in enumerate(settings.methods):
         if progress is not None:
@@ -290,7 +321,8 @@ def _run_seed(settings, seed, cache, progress, should_stop, keep_alignments) -> 
         fits.append(FitResult(name, seed, tuned.params, tuned.val_score,
                               tuned.alignment.best_step, fit_s, metrics,
                               tuned.alignment if keep_alignments else None,
-                              tried=tuned.tried, edges=tuned.edges))
+                              tried=tuned.tried, edges=tuned.edges,
+                              diagnostics=dict(tuned.alignment.diagnostics)))
     return fits
 
 
@@ -306,22 +338,51 @@ def supervised_ceiling(task: Task, data: EmbeddedTask, split: Split) -> Optional
 
 
 ABLATABLE_SPLIT = ("unpaired_a", "unpaired_b")
+POOL_ALIASES = {"pool": "unpaired_a", "pool_a": "unpaired_a", "pool_b": "unpaired_b"}
+POOL_COVERAGE = 3  # a pool ablation trains until anchors drawn ≥ this × the largest pool
 
 
 def ablate(settings: CompareSettings, param: str, values: Sequence, progress: Progress = None,
            should_stop: ShouldStop = None, executor: Optional[Executor] = None) -> AblationResult:
     """The featured method with ONE setting varied and nothing tuned (grid 0), each value against
     its twin (contrastive-only) on the same seeds and pairs. ``param`` is a ``TrainConfig``
-    field (alpha, k, kernel, …) or a pool size (``unpaired_a``/``unpaired_b``): vary the
-    unpaired pool at a fixed budget."""
+    field (alpha, k, kernel, …) or a pool size (``pool``/``pool_a`` = ``unpaired_a``,
+    ``pool_b`` = ``unpaired_b``), which runs ``pool_settings``."""
+    param = POOL_ALIASES.get(param, param)
     train_fields = set(asdict(settings.train))
     if param not in train_fields and param not in ABLATABLE_SPLIT:
         raise GeraError(f"Cannot vary {param!r}: choose a training option "
-                        f"({', '.join(sorted(train_fields))}) or {' / '.join(ABLATABLE_SPLIT)}.")
-    varied = [replace(settings, **{param: value}) if param in ABLATABLE_SPLIT
-              else replace(settings, train=replace(settings.train, **{param: value}))
-              for value in values]
+                        f"({', '.join(sorted(train_fields))}) or a pool "
+                        f"({' / '.join([*POOL_ALIASES, *ABLATABLE_SPLIT])}).")
+    if param in ABLATABLE_SPLIT:
+        varied = pool_settings(settings, param[-1], [int(v) for v in values])
+    else:
+        varied = [replace(settings, train=replace(settings.train, **{param: value}))
+                  for value in values]
     runs = list(compare_many([replace(v, methods=(featured(), featured_twin()), grid_size=0)
                               for v in varied], progress=progress, should_stop=should_stop,
                              executor=executor))
     return AblationResult(settings.task, settings.budget, param, list(values), runs)
+
+
+def pool_settings(settings: CompareSettings, side: str, sizes: Sequence[int]) -> list[CompareSettings]:
+    """One setting per pool size for a pool ablation that can see its effect:
+
+    - nested pools: every size is the first n of ONE split's pool (drawn at the largest size),
+      so a smaller pool is a subset of a larger one and the other modality's pool never moves;
+    - ε fixed per seed on the pairs ∪ the smallest non-empty pool (``eps_reference``), so a
+      denser pool does not also shrink the kernel;
+    - the geometric term covers the pool: a fixed schedule (no early stopping, for both
+      methods) long enough that anchors drawn ≥ ``POOL_COVERAGE`` × the largest pool.
+    """
+    if not sizes or min(sizes) < 0:
+        raise GeraError("Pool sizes must be 0 or more (0 = pairs only).")
+    largest = max(sizes)
+    cfg = settings.train
+    steps = max(cfg.max_steps if not cfg.early_stopping else 0,
+                math.ceil(POOL_COVERAGE * max(largest, 1) / cfg.geo_batch))
+    reference = settings.eps_reference or min([s for s in sizes if s > 0], default=0)
+    base = replace(settings, eps_reference=reference,
+                   train=replace(cfg, early_stopping=False, max_steps=steps),
+                   **{f"unpaired_{side}": largest})
+    return [replace(base, **{f"pool_subset_{side}": size}) for size in sizes]

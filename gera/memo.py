@@ -21,7 +21,8 @@ def fingerprint(x: np.ndarray) -> bytes:
     """A content hash of an array: its dtype, shape and bytes."""
     x = np.ascontiguousarray(x)
     digest = hashlib.blake2b(f"{x.dtype.str}{x.shape}".encode(), digest_size=20)
-    digest.update(memoryview(x).cast("B"))
+    if x.size:
+        digest.update(memoryview(x).cast("B"))
     return digest.digest()
 
 

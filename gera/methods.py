@@ -178,7 +178,7 @@ class GeRA(Method):
                        self.seed, validate, progress, should_stop, method=self.name)
         alignment = result.alignment
         alignment.history, alignment.best_step = result.history, result.best_step
-        alignment.steps_run = result.steps_run
+        alignment.steps_run, alignment.diagnostics = result.steps_run, result.diagnostics
         return alignment
 
 

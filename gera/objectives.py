@@ -33,12 +33,13 @@ class NeighbourGraph:
     device : where the kNN search runs (faiss on CPU, torch on CUDA).
     """
 
-    def __init__(self, x: np.ndarray, k: int = 10, k_pool: int = 50, device: str = "cpu"):
+    def __init__(self, x: np.ndarray, k: int = 10, k_pool: int = 50, device: str = "cpu",
+                 eps: float = 0.0):
         n = len(x)
         self.k_pool = max(1, min(k_pool, n - 1))
         self.k = max(1, min(k, self.k_pool))
         self.neighbours, sims = _pool_knn(x, self.k_pool, device)
-        self.eps = heat_bandwidth(sims, self.k)
+        self.eps = eps if eps > 0 else heat_bandwidth(sims, self.k)
         self._on_device = {}  # device -> the neighbour table as a tensor there
 
     def _table(self, device: torch.device) -> torch.Tensor:
@@ -56,7 +57,7 @@ class NeighbourGraph:
         return torch.cat([anchors[:, None], nbrs], dim=1)
 
 
-@memoize_arrays(maxsize=2)
+@memoize_arrays(maxsize=4)
 def _pool_knn(x: np.ndarray, k: int, device: str) -> tuple[np.ndarray, np.ndarray]:
     # Kept: every grid point of a seed (and GeRA's ablations) builds the same pool's graph.
     return knn(x, k, device=device)
@@ -101,11 +102,36 @@ class Batch:
     pool_b: Optional[torch.Tensor] = None
 
 
+class Coverage:
+    """How much of each pool a regulariser has drawn so far: what an experiment must report to
+    show that the unpaired points reached the model at all."""
+
+    def __init__(self, pool_a: int, pool_b: int):
+        self.seen = [np.zeros(pool_a, bool), np.zeros(pool_b, bool)]
+        self.drawn = [0, 0]
+
+    def mark(self, side: int, rows: torch.Tensor) -> None:
+        rows = rows.reshape(-1).cpu().numpy()
+        self.seen[side][rows] = True
+        self.drawn[side] += len(rows)
+
+    def report(self) -> dict[str, float]:
+        return {f"{key}_{s}": value for i, s in enumerate("ab") for key, value in (
+            ("drawn", self.drawn[i]), ("distinct_seen", int(self.seen[i].sum())),
+            ("pool", len(self.seen[i])))}
+
+
 class ContrastiveObjective:
     """CLIP's symmetric InfoNCE on a random batch of the pairs (contrastive-only)."""
 
+    coverage: Optional[Coverage] = None  # regularisers that draw from the pools set it
+
     def __init__(self, batch_size: int = 256):
         self.batch_size = batch_size
+
+    def diagnostics(self) -> dict[str, float]:
+        """What the history records besides the loss: pool coverage where there is any."""
+        return self.coverage.report() if self.coverage is not None else {}
 
     def prepare(self, pool_a: np.ndarray, pool_b: np.ndarray, device: torch.device,
                 seed: int) -> None:
@@ -132,27 +158,35 @@ class GeometricObjective(ContrastiveObjective):
     neighbourhoods sampled per step from each modality's pool (paired ∪ unpaired)."""
 
     def __init__(self, alpha: float = 1.0, k: int = 10, k_pool: int = 50, kernel: str = "heat",
-                 divergence: str = "frobenius", geo_batch: int = 16, batch_size: int = 256):
+                 divergence: str = "frobenius", geo_batch: int = 16, batch_size: int = 256,
+                 eps_a: float = 0.0, eps_b: float = 0.0):
         super().__init__(batch_size)
         self.alpha, self.k, self.k_pool = alpha, k, k_pool
         self.kernel, self.divergence, self.geo_batch = kernel, divergence, geo_batch
+        self.fixed_eps = (eps_a, eps_b)
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> "GeometricObjective":
         return cls(cfg.alpha, cfg.k, cfg.k_pool, cfg.kernel, cfg.divergence, cfg.geo_batch,
-                   cfg.batch_size)
+                   cfg.batch_size, cfg.eps_a, cfg.eps_b)
 
     def prepare(self, pool_a, pool_b, device, seed):
         super().prepare(pool_a, pool_b, device, seed)
         self.anchors = torch.Generator().manual_seed(seed + 1)
-        self.graphs = [NeighbourGraph(x, self.k, self.k_pool, str(device)) for x in (pool_a, pool_b)]
+        self.graphs = [NeighbourGraph(x, self.k, self.k_pool, str(device), eps)
+                       for x, eps in zip((pool_a, pool_b), self.fixed_eps)]
         self.pool_sizes = [len(pool_a), len(pool_b)]
+        self.coverage = Coverage(len(pool_a), len(pool_b))
+
+    def diagnostics(self):
+        return {**super().diagnostics(), "eps_a": self.graphs[0].eps, "eps_b": self.graphs[1].eps}
 
     def sample(self, pair_rows_a, pair_rows_b):
         batch = super().sample(pair_rows_a, pair_rows_b)
         hoods = []
-        for graph, n in zip(self.graphs, self.pool_sizes):
+        for side, (graph, n) in enumerate(zip(self.graphs, self.pool_sizes)):
             anchors = torch.randint(n, (self.geo_batch,), generator=self.anchors)
+            self.coverage.mark(side, anchors)
             hoods.append(graph.sample(anchors.to(pair_rows_a.device), self.anchors))
         batch.neighbourhoods_a, batch.neighbourhoods_b = hoods
         return batch
@@ -183,6 +217,7 @@ class StructureObjective(ContrastiveObjective):
         super().prepare(pool_a, pool_b, device, seed)
         self.draws = torch.Generator().manual_seed(seed + 2)
         self.pool_sizes, self.step = [len(pool_a), len(pool_b)], 0
+        self.coverage = Coverage(len(pool_a), len(pool_b))
 
     def sample(self, pair_rows_a, pair_rows_b):
         batch = super().sample(pair_rows_a, pair_rows_b)
@@ -191,6 +226,8 @@ class StructureObjective(ContrastiveObjective):
             batch.pool_a, batch.pool_b = (
                 torch.randint(n, (min(self.pool_batch, n),), generator=self.draws)
                 .to(pair_rows_a.device) for n in self.pool_sizes)
+            self.coverage.mark(0, batch.pool_a)
+            self.coverage.mark(1, batch.pool_b)
         return batch
 
     def loss(self, batch, a, b, logit_scale):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import numpy as np
+
 from gera.methods import featured_twin, label
 from gera.results import AblationResult, CompareResult, Stat
 
@@ -91,7 +93,32 @@ def format_ablation(result: AblationResult) -> str:
         ours, diff = run.methods[featured_name].metrics, run.paired_differences[twin]
         lines.append(_row([str(value)] + [pm(ours.get(m)) for m in metrics]))
         lines.append(_row([f"  Δ vs {twin}"] + [pm(diff.get(m), signed=True) for m in metrics]))
-    return "\n".join(lines)
+    coverage = format_coverage(result)
+    return "\n".join(lines + ([""] + coverage if coverage else []))
+
+
+def format_coverage(result: AblationResult) -> list[str]:
+    """Did the knob reach the model? Per value, the featured method's kept fit (means over
+    seeds): its step, ε per modality, anchors drawn and distinct pool points seen."""
+    featured_name = result.runs[0].reference
+    rows = []
+    for value, run in zip(result.values, result.runs):
+        rec = run.methods[featured_name]
+        diags = [d for d in rec.diagnostics if d]
+        if not diags:
+            continue
+
+        def mean(key):
+            return float(np.mean([d.get(key, np.nan) for d in diags]))
+        rows.append(_row([str(value), f"{np.mean(rec.best_step or [np.nan]):.0f}",
+                          f"{mean('eps_a'):.3f} / {mean('eps_b'):.3f}"] +
+                         [f"{mean('drawn_' + s):.0f} → {mean('distinct_seen_' + s):.0f}"
+                          f" of {mean('pool_' + s):.0f}" for s in "ab"]))
+    if not rows:
+        return []
+    return [f"did it reach the model? {label(featured_name)}'s kept fit, mean over seeds:",
+            _row([result.param, "step", "ε A / B", "A: drawn → distinct of pool",
+                  "B: drawn → distinct of pool"])] + rows
 
 
 def format_sweep(results: Sequence[CompareResult], metrics: Sequence[str]) -> str:

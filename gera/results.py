@@ -51,6 +51,7 @@ class FitResult:
     alignment: Optional[Alignment] = field(default=None, repr=False, compare=False)
     tried: list[dict] = field(default_factory=list)  # tuning's fits: [{"params", "val"}]
     edges: list[str] = field(default_factory=list)  # hyperparameters chosen at an edge
+    diagnostics: dict = field(default_factory=dict)  # the kept fit's (pool coverage, ε, …)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class MethodResult:
     fit_s: Stat
     edges: list[list[str]] = field(default_factory=list)  # per seed: chosen at an edge of …
     fits_run: list[int] = field(default_factory=list)  # per seed: tuning's fits
+    diagnostics: list[dict] = field(default_factory=list)  # per seed: the kept fit's
 
     @classmethod
     def from_fits(cls, fits: Sequence[FitResult]) -> "MethodResult":
@@ -72,19 +74,19 @@ class MethodResult:
                    [f.params for f in fits], Stat.of([f.val_score for f in fits]),
                    [f.best_step for f in fits if f.best_step is not None],
                    Stat.of([f.fit_s for f in fits]), [f.edges for f in fits],
-                   [len(f.tried) for f in fits])
+                   [len(f.tried) for f in fits], [f.diagnostics for f in fits])
 
     def to_json(self) -> dict:
         return {"metrics": {m: s.to_json() for m, s in self.metrics.items()},
                 "chosen": self.chosen, "val_score": self.val_score.to_json(),
                 "best_step": self.best_step, "fit_s": self.fit_s.to_json(),
-                "edges": self.edges, "fits_run": self.fits_run}
+                "edges": self.edges, "fits_run": self.fits_run, "diagnostics": self.diagnostics}
 
     @classmethod
     def from_json(cls, d: dict) -> "MethodResult":
         return cls({m: Stat.from_json(s) for m, s in d["metrics"].items()}, d["chosen"],
                    Stat.from_json(d["val_score"]), d["best_step"], Stat.from_json(d["fit_s"]),
-                   d.get("edges", []), d.get("fits_run", []))
+                   d.get("edges", []), d.get("fits_run", []), d.get("diagnostics", []))
 
 
 def paired_differences(methods: dict[str, MethodResult], reference: str) -> dict[str, dict[str, Stat]]:

@@ -27,6 +27,8 @@ class TrainConfig:
     kernel: str = "heat"  # heat | inverse | linear | squared
     divergence: str = "frobenius"  # frobenius | kl
     geo_batch: int = 16  # anchors per modality per step for the geometric term
+    eps_a: float = 0.0  # heat-kernel bandwidth on A; 0 = the pool's own (median k-th nbr dist²)
+    eps_b: float = 0.0  # ... on B (pool ablations fix both, so density does not move ε)
     head: str = "mlp"  # mlp | linear
     dim: int = 256  # shared space dimension
     hidden: int = 512  # MLP hidden width
@@ -37,6 +39,7 @@ class TrainConfig:
     max_steps: int = 1000
     eval_every: int = 10  # steps between validation checks
     patience: int = 10  # validation checks without improvement before stopping
+    early_stopping: bool = True  # False: run max_steps and keep the last state
     center: bool = True  # centre each modality by its pool mean before normalising
     device: str = "auto"  # auto = cuda > mps > cpu
     # CPU threads for the heads. They are small, and two processes sharing the cores with
@@ -52,6 +55,8 @@ class TrainConfig:
             ("kernel", self.kernel in KERNELS, f"one of {', '.join(KERNELS)}"),
             ("divergence", self.divergence in DIVERGENCES, f"one of {', '.join(DIVERGENCES)}"),
             ("geo_batch", self.geo_batch >= 1, "≥ 1"),
+            ("eps_a", self.eps_a >= 0, "≥ 0 (0 = from the pool)"),
+            ("eps_b", self.eps_b >= 0, "≥ 0 (0 = from the pool)"),
             ("head", self.head in HEADS, f"one of {', '.join(HEADS)}"),
             ("dim", self.dim >= 1, "≥ 1"), ("hidden", self.hidden >= 1, "≥ 1"),
             ("lr", self.lr > 0, "> 0"), ("weight_decay", self.weight_decay >= 0, "≥ 0"),
@@ -91,3 +96,10 @@ class CompareSettings:
     grid_size: int = 6
     train: TrainConfig = field(default_factory=TrainConfig)
     neighbourhood_k: int = 10
+    # Nested pools (pool ablations): use only the first n of the split's unpaired pool, so a
+    # smaller pool is a subset of a larger one and the other modality's pool is untouched.
+    pool_subset_a: Optional[int] = None
+    pool_subset_b: Optional[int] = None
+    # Fix GeRA's ε per seed on the pairs ∪ the first n unpaired points of each pool (a subset
+    # every nested pool shares), instead of each pool's own.
+    eps_reference: Optional[int] = None

@@ -30,9 +30,10 @@ class TrainResult:
     best_step: int
     steps_run: int
     best_val: float
-    history: list[dict] = field(default_factory=list)  # {"step", "loss", <terms>, "val"}
+    history: list[dict] = field(default_factory=list)  # {"step", "loss", <terms>, "val", <coverage>}
     wall_s: float = 0.0
     points_per_step: float = 0.0  # head evaluations per step (both modalities), averaged
+    diagnostics: dict = field(default_factory=dict)  # the objective's, as of the kept state
 
 
 def train(pairs_a: np.ndarray, pairs_b: np.ndarray, unpaired_a: np.ndarray,
@@ -66,7 +67,7 @@ def train(pairs_a: np.ndarray, pairs_b: np.ndarray, unpaired_a: np.ndarray,
 
 
 @memoize_arrays(maxsize=4)
-def _pool(pairs: np.ndarray, unpaired: np.ndarray, center: bool):
+def pool_rows(pairs: np.ndarray, unpaired: np.ndarray, center: bool):
     """The standardised pool of one modality, one row per DISTINCT item, and each pair's row.
 
     Distinct rows matter: class-level captions repeat across pairs, and copies of a point would
@@ -103,8 +104,8 @@ def _train(pairs_a, pairs_b, unpaired_a, unpaired_b, objective, cfg: TrainConfig
            validate, progress, should_stop, method):
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    std_a, pool_a, pair_rows_a = _pool(pairs_a, unpaired_a, cfg.center)
-    std_b, pool_b, pair_rows_b = _pool(pairs_b, unpaired_b, cfg.center)
+    std_a, pool_a, pair_rows_a = pool_rows(pairs_a, unpaired_a, cfg.center)
+    std_b, pool_b, pair_rows_b = pool_rows(pairs_b, unpaired_b, cfg.center)
     objective.prepare(pool_a, pool_b, device, seed)
     a = Side(pool_a, make_head(cfg.head, pool_a.shape[1], cfg.dim, cfg.hidden).to(device), device)
     b = Side(pool_b, make_head(cfg.head, pool_b.shape[1], cfg.dim, cfg.hidden).to(device), device)
@@ -118,7 +119,8 @@ def _train(pairs_a, pairs_b, unpaired_a, unpaired_b, objective, cfg: TrainConfig
         return HeadAlignment(std_a, std_b, copy.deepcopy(a.head), copy.deepcopy(b.head),
                              logit_scale.item(), head_config, method)
 
-    stopping, history, step = EarlyStopping(validate, cfg.patience), [], 0
+    stopping = EarlyStopping(validate if cfg.early_stopping else None, cfg.patience)
+    history, step = [], 0
     for step in range(1, cfg.max_steps + 1):
         batch = objective.sample(pair_rows_a, pair_rows_b)
         loss, terms = objective.loss(batch, a, b, logit_scale)
@@ -132,8 +134,11 @@ def _train(pairs_a, pairs_b, unpaired_a, unpaired_b, objective, cfg: TrainConfig
         with torch.no_grad():  # CLIP clamps the parameter itself, so its gradient never dies
             logit_scale.clamp_(max=math.log(MAX_LOGIT_SCALE))
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
-            row = {"step": step, "loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
+            row = {"step": step, "loss": loss.item(), **{k: v.item() for k, v in terms.items()},
+                   **objective.diagnostics()}
             patience_spent = stopping.check(row, step, snapshot)
+            if validate is not None and not cfg.early_stopping:
+                row["val"] = float(validate(snapshot()))  # recorded, not acted on
             history.append(row)
             if progress is not None:
                 progress(row)
@@ -144,8 +149,11 @@ def _train(pairs_a, pairs_b, unpaired_a, unpaired_b, objective, cfg: TrainConfig
     best, best_step = stopping.best, stopping.best_step
     if best is None:  # no validation (or cancelled before the first check): the final state
         best, best_step = snapshot(), step
+    kept = next((r for r in history if r["step"] == best_step), {})
+    diagnostics = {k: v for k, v in {**objective.diagnostics(), **kept}.items()
+                   if k in objective.diagnostics()}
     return TrainResult(best, best_step, step, stopping.best_val, history, time.perf_counter() - t0,
-                       (a.points_run + b.points_run) / max(step, 1))
+                       (a.points_run + b.points_run) / max(step, 1), diagnostics)
 
 
 def _optimizer(head_a, head_b, logit_scale, cfg: TrainConfig) -> torch.optim.Optimizer:

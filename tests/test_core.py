@@ -351,10 +351,10 @@ def test_a_collapsed_embedding_ranks_last_not_first():
 
 
 def test_repeated_pool_items_do_not_shrink_the_bandwidth():
-    from gera.train import _pool  # noqa: PLC0415 - the private helper under test
+    from gera.train import pool_rows
 
     x = np.random.default_rng(0).normal(size=(30, 16)).astype(np.float32)
-    _, pool, rows = _pool(np.repeat(x[:10], 8, axis=0), x[10:], center=True)
+    _, pool, rows = pool_rows(np.repeat(x[:10], 8, axis=0), x[10:], center=True)
     assert len(pool) == 30 and len(rows) == 80
     assert np.allclose(pool[rows], Standardizer.fit(np.concatenate([np.repeat(x[:10], 8, 0), x[10:]]))(np.repeat(x[:10], 8, 0)), atol=1e-6)
     assert NeighbourGraph(pool, k=5).eps > 0.1

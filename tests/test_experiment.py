@@ -194,3 +194,37 @@ def test_trustworthiness_matches_sklearn():
     aligned = l2_normalize(x[:, :8] + 0.5 * rng.normal(size=(300, 8)))
     expected = sklearn_trustworthiness(l2_normalize(x), aligned, n_neighbors=10, metric="cosine")
     assert trustworthiness(x, aligned, 10) == pytest.approx(expected, abs=1e-9)
+
+
+def test_pool_ablation_nests_pools_fixes_eps_and_covers_the_pool():
+    from dataclasses import replace
+
+    from gera.embedded import EmbeddedTask, split_items
+    from gera.experiment import POOL_COVERAGE, _fixed_eps, _split, pool_settings
+
+    base = CompareSettings(task="fashion-mnist", task_options={"n_test": 100}, budget=30,
+                           seeds=(0,), methods=("gera",), grid_size=0,
+                           train=TrainConfig(max_steps=20))
+    sizes = [0, 40, 160]
+    runs = pool_settings(base, "a", sizes)
+    data = EmbeddedTask.open("fashion-mnist", {"n_test": 100})
+    splits = [_split(data, s, seed=0) for s in runs]
+    assert [len(s.unpaired_a) for s in splits] == sizes
+    for small, large in zip(splits, splits[1:]):  # nested, and the text pool never moves
+        assert np.array_equal(small.unpaired_a, large.unpaired_a[:len(small.unpaired_a)])
+        assert np.array_equal(small.unpaired_b, large.unpaired_b)
+        assert np.array_equal(small.train_pairs, large.train_pairs)
+    for s in runs:  # long enough that anchors drawn ≥ 3 × the largest pool, for both methods
+        assert not s.train.early_stopping
+        assert s.train.max_steps * s.train.geo_batch >= POOL_COVERAGE * max(sizes)
+    eps = []
+    for s, split in zip(runs, splits):
+        data.ensure(*split_items(split))
+        fixed = _fixed_eps(s, data, seed=0).train
+        eps.append((fixed.eps_a, fixed.eps_b))
+    assert len(set(eps)) == 1 and min(eps[0]) > 0  # one ε for every pool size
+
+    small, large = (compare(s).methods["gera"].diagnostics[0] for s in runs[1:])
+    assert small["eps_a"] == large["eps_a"] == eps[0][0]
+    # the knob reached the model: the larger pool's anchors reach beyond the smaller pool
+    assert small["distinct_seen_a"] <= small["pool_a"] < large["distinct_seen_a"]

@@ -28,3 +28,4 @@ def test_fingerprint_tells_dtypes_apart():
     x = np.zeros(4, np.float32)
     assert fingerprint(x) != fingerprint(x.view(np.int32))
     assert fingerprint(x) == fingerprint(np.zeros(4, np.float32))
+    assert fingerprint(np.zeros((0, 3))) != fingerprint(np.zeros((0, 4)))  # empty pools too
