@@ -191,7 +191,9 @@ def cmd_embed(args) -> None:
             a, b = split_items(task.split(min(budget, task.max_budget()), seed, args.unpaired_a, args.unpaired_b))
             a_parts.append(a)
             b_parts.append(b)
-    data.ensure(np.concatenate(a_parts), np.concatenate(b_parts))
+    # fill, not ensure: the embeddings stream to disk a chunk at a time and are never all held.
+    for items, encoder, parts in ((task.a, data.encoder_a, a_parts), (task.b, data.encoder_b, b_parts)):
+        data.cache.fill(encoder, items, np.concatenate(parts))
     print(f"cache holds every item for {args.task} at budgets {args.budgets}, seeds {args.seeds}")
 
 
@@ -229,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="whole training jobs timed per method")
     p.add_argument("--encoder-items", type=int, default=512, help="items per encoder throughput run")
     p.add_argument("--skip-encoders", action="store_true")
+    p.add_argument("--scale", action="store_true",
+                   help="instead: kNN graph build (exact / approximate, recall) and GeRA step time "
+                        "at large synthetic pools (gera.scale)")
+    p.add_argument("--scale-sizes", type=_int_list, default=[10_000, 100_000, 1_000_000],
+                   help="pool sizes for --scale")
+    p.add_argument("--scale-dim", type=int, default=384, help="pool A's dimension for --scale")
+    p.add_argument("--scale-steps", type=int, default=200, help="training steps timed per size")
     p.set_defaults(func=lambda a: __import__("gera.bench", fromlist=["main"]).main(a))
     return parser
 
