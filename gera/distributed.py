@@ -90,8 +90,9 @@ class _RayFuture(Future):
             exc = inner.exception()
             if exc is None:
                 self.set_result(inner.result())
-            else:
-                self.set_exception(exc)
+            else:  # the task's own exception (a GeraError stays one), not Ray's wrapper
+                cause = getattr(exc, "cause", None)
+                self.set_exception(cause if isinstance(cause, BaseException) else exc)
         except (InvalidStateError, Exception):  # cancelled here first: nothing to report
             pass
 
