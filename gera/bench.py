@@ -69,6 +69,11 @@ def encoder_costs(n_items: int) -> dict:
 
 
 def main(args) -> None:
+    if getattr(args, "scale", False):
+        from gera.scale import run
+
+        run(args.scale_sizes, args.scale_dim, args.scale_steps)
+        return
     cfg = TrainConfig()
     t = training_costs(args.task, args.budget, args.repeats)
     print(f"training cost — task {args.task}, budget {args.budget} ({t['n_train_pairs']} training pairs), "

@@ -288,9 +288,7 @@ class EmbeddingCache:
         ``batch_size`` (default 64) is passed to ``encoder.embed``. ``progress(done, total)``
         (default None: a tqdm bar) counts the items being embedded, after every batch.
         """
-        if items.modality != encoder.modality:
-            raise GeraError(f"Encoder '{encoder.name}' embeds {encoder.modality}, but these items are "
-                            f"{items.modality}. Pick a {items.modality} encoder for them.")
+        self._check_modality(encoder, items)
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         keys = [items.keys[i] for i in indices]
         out = np.empty((len(indices), encoder.dim), dtype=np.float32)
@@ -313,8 +311,71 @@ class EmbeddingCache:
         for position in np.flatnonzero(~filled):
             missing.setdefault(keys[position], []).append(int(position))
         if missing:
-            self._embed_missing(encoder, items, indices, missing, out, batch_size, progress, store)
+            def fill_rows(group_keys: list[str], emb: np.ndarray) -> None:
+                for key, row in zip(group_keys, emb):
+                    out[missing[key]] = row
+            todo = np.array([indices[positions[0]] for positions in missing.values()], np.int64)
+            self._stream(encoder, items, todo, batch_size, progress, store, fill_rows)
         return out
+
+    def fill(self, encoder: Encoder, items: ItemSet, indices: np.ndarray, batch_size: int = 64,
+             progress: Progress = None) -> int:
+        """Embed into the cache the items at ``indices`` that it does not hold yet; how many were
+        embedded. Unlike ``embed`` nothing is returned, so memory stays bounded however many items
+        there are: one chunk of embeddings (``chunk_items`` rows) and one load of items at a
+        time, besides the cache's index of keys."""
+        self._check_modality(encoder, items)
+        store = self._store(encoder)
+        todo = self.missing(encoder, items, indices)
+        if len(todo):
+            self._stream(encoder, items, todo, batch_size, progress, store)
+        return len(todo)
+
+    def missing(self, encoder: Encoder, items: ItemSet, indices: np.ndarray) -> np.ndarray:
+        """The item indices among ``indices`` whose keys the cache does not hold (sorted, one per
+        distinct key)."""
+        index = self._store(encoder).index
+        seen: set[str] = set()
+        todo = []
+        for i in np.unique(np.asarray(indices, dtype=np.int64).reshape(-1)).tolist():
+            key = items.keys[i]
+            if key not in index and key not in seen:
+                seen.add(key)
+                todo.append(i)
+        return np.array(todo, np.int64)
+
+    def put(self, encoder: Encoder, keys: list[str], emb: np.ndarray,
+            what: Optional[list] = None) -> None:
+        """Write one chunk: ``emb`` (float32 ``(len(keys), dim)``) under ``keys``. Rows with NaN or
+        inf are left out and then refused with a ``GeraError`` naming the first (from ``what``,
+        the items' indices, when given); the good rows are kept."""
+        self._put(self._store(encoder), encoder, keys, emb, what)
+
+    def _put(self, store: _EncoderStore, encoder: Encoder, keys: list[str], emb: np.ndarray,
+             what: Optional[list] = None) -> None:
+        emb = np.ascontiguousarray(emb, dtype=np.float32)
+        if emb.shape != (len(keys), encoder.dim):
+            raise GeraError(f"Encoder '{encoder.name}' returned embeddings of shape {emb.shape} for "
+                            f"{len(keys)} items; expected ({len(keys)}, {encoder.dim}). This "
+                            "is a bug in the encoder.")
+        finite = np.isfinite(emb).all(axis=1)
+        if finite.any():  # the good rows are kept: their work is not lost
+            store.write([key for key, ok in zip(keys, finite) if ok], emb[finite])
+            if self.max_bytes is not None:
+                evict(self.root, self.max_bytes)
+        if not finite.all():
+            bad = [w for w, ok in zip(what or keys, finite) if not ok]
+            raise GeraError(
+                f"Encoder '{encoder.name}' returned NaN or infinite values for "
+                f"{len(bad)} item(s) (item {bad[0]} first); they were not cached. Such "
+                "items (blank images, silent clips, empty texts) break some encoders: "
+                "remove them, or pick another encoder.")
+
+    @staticmethod
+    def _check_modality(encoder: Encoder, items: ItemSet) -> None:
+        if items.modality != encoder.modality:
+            raise GeraError(f"Encoder '{encoder.name}' embeds {encoder.modality}, but these items are "
+                            f"{items.modality}. Pick a {items.modality} encoder for them.")
 
     @staticmethod
     def _embed_part(encoder: Encoder, items: ItemSet, indices: list[int], batch_size: int,
@@ -327,11 +388,11 @@ class EmbeddingCache:
                             "is a bug in the encoder.")
         return emb
 
-    def _embed_missing(self, encoder: Encoder, items: ItemSet, indices: np.ndarray,
-                       missing: dict[str, list[int]], out: np.ndarray, batch_size: int,
-                       progress: Progress, store: _EncoderStore) -> None:
-        """Load, embed, write and fill into ``out`` the ``missing`` keys, one chunk at a time."""
-        todo = list(missing.items())
+    def _stream(self, encoder: Encoder, items: ItemSet, todo: np.ndarray, batch_size: int,
+                progress: Progress, store: _EncoderStore,
+                each_chunk: Optional[Callable[[list[str], np.ndarray], None]] = None) -> None:
+        """Load, embed and write the items at ``todo`` (distinct keys, none cached), one chunk of
+        ``chunk_items`` at a time; ``each_chunk(keys, emb)`` sees every chunk once written."""
         total = len(todo)
         bar = None
         if progress is None:
@@ -342,28 +403,17 @@ class EmbeddingCache:
         load_items = max(1, min(batch_size, LOAD_ITEMS))
         try:
             for start in range(0, total, self.chunk_items):
-                group = todo[start:start + self.chunk_items]
+                group = todo[start:start + self.chunk_items].tolist()
                 emb = np.empty((len(group), encoder.dim), dtype=np.float32)
                 for offset in range(0, len(group), load_items):
                     part = group[offset:offset + load_items]
                     emb[offset:offset + len(part)] = self._embed_part(
-                        encoder, items, [int(indices[positions[0]]) for _, positions in part],
-                        batch_size, lambda done, _n, base=start + offset: progress(base + done, total))
-                finite = np.isfinite(emb).all(axis=1)
-                if finite.any():  # the good rows are kept: their work is not lost
-                    store.write([key for (key, _), ok in zip(group, finite) if ok], emb[finite])
-                    if self.max_bytes is not None:
-                        evict(self.root, self.max_bytes)
-                if not finite.all():
-                    bad = [int(indices[positions[0]])
-                           for (_, positions), ok in zip(group, finite) if not ok]
-                    raise GeraError(
-                        f"Encoder '{encoder.name}' returned NaN or infinite values for "
-                        f"{len(bad)} item(s) (item {bad[0]} first); they were not cached. Such "
-                        "items (blank images, silent clips, empty texts) break some encoders: "
-                        "remove them, or pick another encoder.")
-                for row, (_, positions) in enumerate(group):
-                    out[positions] = emb[row]
+                        encoder, items, part, batch_size,
+                        lambda done, _n, base=start + offset: progress(base + done, total))
+                keys = [items.keys[i] for i in group]
+                self._put(store, encoder, keys, emb, group)
+                if each_chunk is not None:
+                    each_chunk(keys, emb)
         finally:
             if bar is not None:
                 bar.close()

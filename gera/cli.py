@@ -48,6 +48,11 @@ def _add_common(p: argparse.ArgumentParser, budget: bool = True) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="processes that run seeds in parallel (default: one per core, at most one "
                         "per seed; 1 = here, one by one)")
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="run on Ray (optional extra: requirements-ray.txt): 'local' starts a local "
+                        "instance of --workers CPUs for this command; or a cluster address "
+                        "('auto', ray://host:10001), whose nodes must see the embedding cache "
+                        "folder at the same path")
     train = p.add_argument_group("training (the trained methods)")
     for f in fields(TrainConfig):
         kind = {bool: _bool, int: int, float: float, str: str}[type(f.default)]
@@ -98,6 +103,8 @@ def _write_json(path: Path | None, payload) -> None:
 def _executor(args):
     from gera.executors import default_workers, seed_executor
 
+    if args.ray is not None:  # a local instance gets every core: tasks of all budgets queue
+        return seed_executor(args.workers or default_workers(), ray=args.ray)
     workers = args.workers if args.workers is not None else min(default_workers(), len(args.seeds))
     return seed_executor(workers)
 
@@ -192,8 +199,41 @@ def cmd_embed(args) -> None:
             a, b = split_items(task.split(min(budget, task.max_budget()), seed, args.unpaired_a, args.unpaired_b))
             a_parts.append(a)
             b_parts.append(b)
-    data.ensure(np.concatenate(a_parts), np.concatenate(b_parts))
+    sides = [(side, items, encoder, np.concatenate(parts)) for side, items, encoder, parts in (
+        ("a", task.a, data.encoder_a, a_parts), ("b", task.b, data.encoder_b, b_parts))]
+    if args.ray is not None:
+        _embed_on_ray(args, data, sides)
+    else:  # fill, not ensure: the embeddings stream to disk a chunk at a time, never all held
+        for _, items, encoder, indices in sides:
+            data.cache.fill(encoder, items, indices)
     print(f"cache holds every item for {args.task} at budgets {args.budgets}, seeds {args.seeds}")
+
+
+def _embed_on_ray(args, data, sides) -> None:
+    """``embed --ray``: Ray Data, one encoder actor per worker (or per GPU with --ray-gpus)."""
+    from functools import partial
+
+    from gera.data import parse_task_options
+    from gera.distributed import embed_with_ray, ray_session
+    from gera.encoders import DEFAULT_ENCODERS, get_encoder
+
+    names = {"a": args.encoder_a, "b": args.encoder_b}
+    options = parse_task_options(args.task_option)
+    with ray_session(args.ray, num_cpus=args.workers, num_gpus=None):
+        for side, items, encoder, indices in sides:
+            name = names[side] or DEFAULT_ENCODERS[items.modality]
+            count = embed_with_ray(
+                data.cache, encoder, items, partial(get_encoder, name, items.modality),
+                partial(_task_side, args.task, options, side), indices, workers=args.workers,
+                num_gpus=args.ray_gpus)
+            print(f"  embedded {count} {side.upper()} items on Ray", file=sys.stderr)
+
+
+def _task_side(task: str, options: dict, side: str):
+    """One side's ItemSet of a task, built where it is called (a Ray worker)."""
+    from gera.data import get_task
+
+    return getattr(get_task(task, **options), side)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embed", help="fill the embedding cache for a task")
     _add_common(p, budget=False)
     p.add_argument("--budgets", type=_int_list, default=[10, 30, 100, 300, 1000, 3000])
+    p.add_argument("--ray-gpus", type=float, default=0,
+                   help="with --ray: GPUs per encoder actor (1 = one actor per GPU)")
     p.set_defaults(func=cmd_embed)
     p = sub.add_parser("bench", help="training-step and encoder-throughput benchmarks")
     p.add_argument("--task", default="fashion-mnist")
@@ -230,6 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="whole training jobs timed per method")
     p.add_argument("--encoder-items", type=int, default=512, help="items per encoder throughput run")
     p.add_argument("--skip-encoders", action="store_true")
+    p.add_argument("--scale", action="store_true",
+                   help="instead: kNN graph build (exact / approximate, recall) and GeRA step time "
+                        "at large synthetic pools (gera.scale)")
+    p.add_argument("--scale-sizes", type=_int_list, default=[10_000, 100_000, 1_000_000],
+                   help="pool sizes for --scale")
+    p.add_argument("--scale-dim", type=int, default=384, help="pool A's dimension for --scale")
+    p.add_argument("--scale-steps", type=int, default=200, help="training steps timed per size")
     p.set_defaults(func=lambda a: __import__("gera.bench", fromlist=["main"]).main(a))
     return parser
 

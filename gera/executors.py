@@ -20,8 +20,16 @@ def default_workers() -> int:
 
 
 @contextmanager
-def seed_executor(workers: int = 1) -> Iterator[Optional[Executor]]:
-    """``workers`` local processes (None when 1: run in this process, with live progress)."""
+def seed_executor(workers: int = 1, ray: Optional[str] = None) -> Iterator[Optional[Executor]]:
+    """``workers`` local processes (None when 1: run in this process, with live progress), or,
+    with ``ray`` (an address, or ``local`` for a local instance of ``workers`` CPUs), Ray tasks
+    (``gera.distributed``, an optional extra)."""
+    if ray is not None:
+        from gera.distributed import ray_executor
+
+        with ray_executor(ray, workers) as executor:
+            yield executor
+        return
     if workers <= 1:
         yield None
         return

@@ -243,3 +243,40 @@ def test_default_root_follows_the_environment(tmp_path, monkeypatch):
     assert EmbeddingCache().root == tmp_path / "elsewhere"
     monkeypatch.delenv("GERA_CACHE_DIR")
     assert embeddings_root().parts[-3:] == (".cache", "gera", "embeddings")
+
+
+class WideEncoder(Encoder):
+    """384-d rows from the item number alone (cheap), like a real encoder's width."""
+
+    name, modality, dim = "wide", "text", 384
+
+    def embed(self, items, batch_size=64, progress=None):
+        base = np.asarray([int(t) for t in items], np.float32)[:, None]
+        return base + np.arange(self.dim, dtype=np.float32)[None, :] / self.dim
+
+
+@pytest.mark.slow  # ~20 s: 200 chunk files
+def test_fill_streams_a_large_item_set_to_disk_in_bounded_memory(tmp_path):
+    """200,000 items of 384 dims are 307 MB of embeddings: ``fill`` never holds them, only one
+    chunk and one load of items at a time (plus the cache's index of keys)."""
+    import tracemalloc
+
+    n = 200_000
+    items = ItemSet("text", [f"big:{i}" for i in range(n)], lambda idx: [str(i) for i in idx])
+    cache, encoder = EmbeddingCache(tmp_path), WideEncoder()
+    tracemalloc.start()
+    try:
+        assert cache.fill(encoder, items, np.arange(n), batch_size=256) == n
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    all_rows = n * encoder.dim * 4
+    print(f"fill of {n} items: peak {peak / 2**20:.1f} MiB traced, all embeddings "
+          f"{all_rows / 2**20:.0f} MiB")
+    assert peak < 0.25 * all_rows, peak
+    assert len(chunks(cache, encoder)) == -(-n // cache_module.CHUNK_ITEMS)
+    assert cache.count(encoder) == n
+    assert cache.fill(encoder, items, np.arange(n)) == 0  # all cached: nothing embedded again
+    sample = np.array([0, 1023, 1024, 123_457, n - 1])
+    np.testing.assert_array_equal(cache.embed(encoder, items, sample),
+                                  encoder.embed([str(i) for i in sample]))
