@@ -50,6 +50,9 @@ class Alignment(ABC):
     history: list = []
     best_step: Optional[int] = None
     steps_run: Optional[int] = None
+    # What a semi-supervised method did with the unpaired data (pseudo-pairs accepted per round,
+    # rounds kept, pool points reached), for reports; not saved in checkpoints.
+    diagnostics: dict = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
