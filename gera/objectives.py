@@ -167,10 +167,14 @@ class GeometricObjective(ContrastiveObjective):
         za, hood_za = a.embed(batch.pairs_a, batch.neighbourhoods_a)
         zb, hood_zb = b.embed(batch.pairs_b, batch.neighbourhoods_b)
         con = info_nce(za, zb, logit_scale, batch.weights)
-        geo = sum(geometric_loss(side.original[rows], z, self.kernel, graph.eps, self.divergence)
-                  for side, rows, z, graph in ((a, batch.neighbourhoods_a, hood_za, self.graphs[0]),
-                                               (b, batch.neighbourhoods_b, hood_zb, self.graphs[1])))
+        geo = self.geometric_term(batch, a, b, hood_za, hood_zb)
         return con + self.alpha * geo, {"con": con, "geo": geo}
+
+    def geometric_term(self, batch, a, b, hood_za, hood_zb) -> torch.Tensor:
+        """``L_geo^A + L_geo^B`` on the batch's neighbourhoods, given their head outputs."""
+        return sum(geometric_loss(side.original[rows], z, self.kernel, graph.eps, self.divergence)
+                   for side, rows, z, graph in ((a, batch.neighbourhoods_a, hood_za, self.graphs[0]),
+                                                (b, batch.neighbourhoods_b, hood_zb, self.graphs[1])))
 
 
 class StructureObjective(ContrastiveObjective):
@@ -270,11 +274,7 @@ class PropagationObjective(GeometricObjective):
         terms = {"con": con}
         total = con
         if geo_on:
-            terms["geo"] = sum(
-                geometric_loss(side.original[rows], z, self.kernel, graph.eps, self.divergence)
-                for side, rows, z, graph in (
-                    (a, batch.neighbourhoods_a, hood_za[0], self.graphs[0]),
-                    (b, batch.neighbourhoods_b, hood_zb[0], self.graphs[1])))
+            terms["geo"] = self.geometric_term(batch, a, b, hood_za[0], hood_zb[0])
             total = total + self.alpha * terms["geo"]
         spread = 0.0
         for side, rows, z, partners, graph, free, seen in (
