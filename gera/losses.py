@@ -48,16 +48,49 @@ def diffusion_operator(w: torch.Tensor) -> torch.Tensor:
     return w / w.sum(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def info_nce(za: torch.Tensor, zb: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+def info_nce(za: torch.Tensor, zb: torch.Tensor, logit_scale: torch.Tensor,
+             weights: Optional[torch.Tensor] = None) -> torch.Tensor:
     """CLIP's symmetric InfoNCE over a batch of M pairs (row i of ``za`` pairs with row i of ``zb``).
 
     ``za``, ``zb`` are unit vectors; ``logit_scale`` is log(1/temperature) (the trainer clamps it
     at log 100, as CLIP does). Two pairs sharing an item need no special target: identical rows
     get identical logits, and the loss equals the one with both counted as positives.
+    ``weights`` (M,): each pair's weight in both directions' mean (e.g. pseudo-pairs down-weighted);
+    ``None`` = all 1.
     """
     logits = logit_scale.exp() * za @ zb.T
     target = torch.arange(len(za), device=za.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    if weights is None:
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    per_pair = (F.cross_entropy(logits, target, reduction="none")
+                + F.cross_entropy(logits.T, target, reduction="none"))
+    return 0.5 * (weights * per_pair).sum() / weights.sum().clamp_min(1e-12)
+
+
+def propagation_loss(original: torch.Tensor, aligned_neighbours: torch.Tensor,
+                     partners: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+                     logit_scale: torch.Tensor, kernel: str = "heat",
+                     eps: Optional[float] = None) -> torch.Tensor:
+    """Partner propagation: each paired point's partner, spread over its neighbourhood by the
+    frozen space's diffusion operator, as a soft positive for the neighbours.
+
+    ``original``: ``(p, k+1, d)`` unit vectors of p neighbourhoods ``{i} ∪ kNN(i)`` of paired
+    anchors in the frozen space (anchor first); ``aligned_neighbours``: ``(p, k, d')`` the k
+    neighbours after the head; ``partners``: ``(m, d')`` the other modality's side of the batch's
+    pairs; ``targets``: ``(p,)`` the row of each anchor's partner in ``partners``; ``mask``:
+    ``(p, k)`` 1 where a neighbour may receive the partner (an unpaired point), else 0.
+
+    With ``T_i`` the anchor's row of the diffusion operator on its neighbourhood (GeRA's kernel
+    and ε, frozen space, no gradient), the loss is ``mean_i Σ_j mask_ij T_i[j] · CE_j``, where
+    ``CE_j`` is the cross-entropy of neighbour j's logits over the partners with target the
+    anchor's partner. Zero when every mask entry is 0 (no unpaired neighbour).
+    """
+    with torch.no_grad():
+        weight = diffusion_operator(kernel_matrix(original, kernel, eps))[:, 0, 1:] * mask
+    p, k = weight.shape
+    logits = logit_scale.exp() * aligned_neighbours.reshape(p * k, -1) @ partners.T
+    ce = F.cross_entropy(logits, targets.repeat_interleave(k), reduction="none").reshape(p, k)
+    return (weight * ce).sum(1).mean()
 
 
 def geometric_loss(original: torch.Tensor, aligned: torch.Tensor, kernel: str = "heat",

@@ -172,9 +172,13 @@ class GeRA(Method):
         return GeometricObjective.from_config(self.config)
 
     def fit(self, pairs, unpaired, validate=None, progress=None, should_stop=None):
+        return self._fit(pairs, unpaired, self.objective(), validate, progress, should_stop)
+
+    def _fit(self, pairs, unpaired, objective, validate, progress, should_stop):
+        """One run of the shared training loop on ``objective``, its history on the alignment."""
         from gera.train import train  # lazy: keeps torch out of the CLI's start-up
 
-        result = train(pairs.a, pairs.b, unpaired.a, unpaired.b, self.objective(), self.config,
+        result = train(pairs.a, pairs.b, unpaired.a, unpaired.b, objective, self.config,
                        self.seed, validate, progress, should_stop, method=self.name)
         alignment = result.alignment
         alignment.history, alignment.best_step = result.history, result.best_step
@@ -369,6 +373,132 @@ class Structure(GeRA):
 
         return StructureObjective(self.lam, self.levels, self.tau, self.warmup_steps,
                                   self.pool_batch, self.config.batch_size)
+
+
+class PseudoPairing(GeRA):
+    """GeRA + confident pseudo-pairs (this project's semi-supervised extension, not the paper's).
+
+    Round 0 fits GeRA (α etc. from ``config``) on the real pairs. Each further round mines
+    pseudo-pairs in the current best aligned space — every unpaired A item proposes its best B
+    candidate by CSLS, kept if ``mutual`` (the A item is also among that B item's ``per_b`` best)
+    and no B item is used more than ``per_b`` times (``gera.pseudo.mine``) — keeps the
+    ``ratio · N · 2^(round−1)`` most confident (the set may grow as rounds are kept), and refits
+    from scratch on real + pseudo pairs, the pseudo ones weighted ``weight`` in InfoNCE. A round
+    is kept only if the validation score (the ``validate`` given to ``fit``: validation pairs
+    carved from the budget) beats the best so far; a dropped round leaves the best model as it
+    was, and the next round mines a larger set from it. Rounds end early when mining finds
+    nothing new. Without ``validate`` no round can be judged, so none is run (plain GeRA).
+
+    ``candidates``: the B items pseudo-partners come from — ``"all"`` (the whole B pool, paired
+    captions too: right where captions are class-level) or ``"unpaired"`` (only B items with no
+    partner: right where captions are per instance). ``csls_k``: neighbours in the CSLS hubness
+    correction. Tuning searches ``candidates``, ``mutual`` and ``weight``.
+
+    The fitted alignment's ``diagnostics``: ``rounds`` (per round: pseudo-pairs accepted, their
+    A rows in ``unpaired.a`` and B rows in ``pairs.b ++ unpaired.b``, validation score, kept),
+    ``rounds_kept`` (how many improved validation), ``base_val``; its ``history`` holds every round's rows (``round`` key).
+    """
+
+    name, label, featured, twin_of = "pseudo", "GeRA + pseudo-pairs", False, None
+    CANDIDATES = ("all", "unpaired")
+    SEARCH = SearchSpace({"candidates": CANDIDATES, "mutual": (True, False),
+                          "weight": (0.25, 0.5, 1.0)},
+                         ({"candidates": "all", "mutual": True, "weight": 0.5},
+                          {"candidates": "unpaired"}, {"mutual": False}))
+
+    def __init__(self, config: Optional[TrainConfig] = None, seed: int = 0, rounds: int = 3,
+                 per_b: int = 4, ratio: float = 1.0, weight: float = 0.5, mutual: bool = True,
+                 candidates: str = "all", csls_k: int = 10, **options):
+        super().__init__(config, seed, **options)
+        if not (int(rounds) >= 0 and int(per_b) >= 1 and ratio > 0 and 0 < weight <= 1
+                and candidates in self.CANDIDATES and int(csls_k) >= 1):
+            raise GeraError(f"Pseudo-pairs: rounds ≥ 0, per_b ≥ 1, ratio > 0, 0 < weight ≤ 1, "
+                            f"candidates one of {', '.join(self.CANDIDATES)} and csls_k ≥ 1 (got "
+                            f"rounds={rounds}, per_b={per_b}, ratio={ratio}, weight={weight}, "
+                            f"candidates={candidates!r}, csls_k={csls_k}).")
+        self.rounds, self.per_b, self.ratio, self.weight = int(rounds), int(per_b), float(ratio), float(weight)
+        self.mutual, self.candidates, self.csls_k = bool(mutual), candidates, int(csls_k)
+
+    def fit(self, pairs, unpaired, validate=None, progress=None, should_stop=None):
+        from gera.pseudo import mine
+
+        def report(round_):
+            return None if progress is None else (lambda row: progress({**row, "round": round_}))
+
+        best = self._fit(pairs, unpaired, self.objective(), validate, report(0), should_stop)
+        history = [{**row, "round": 0} for row in best.history]
+        steps = best.steps_run
+        diagnostics = {"rounds": [], "rounds_kept": 0, "base_val": None,
+                       "candidates": self.candidates}
+        b_all = np.concatenate([pairs.b, unpaired.b])
+        if self.candidates == "all":  # distinct items only: repeated captions would split votes
+            _, b_rows = np.unique(b_all, axis=0, return_index=True)
+        else:
+            b_rows = np.arange(len(pairs), len(b_all))
+        if validate is not None:
+            best_val = diagnostics["base_val"] = float(validate(best))
+            found_before = None
+            for round_ in range(1, self.rounds + 1):
+                if should_stop is not None and should_stop():
+                    break
+                limit = int(round(self.ratio * len(pairs) * 2 ** (round_ - 1)))
+                found = mine(best.embed_a(unpaired.a), best.embed_b(b_all[b_rows]), self.per_b,
+                             limit, self.csls_k, self.mutual)
+                info = {"round": round_, "pseudo_pairs": len(found), "a": found.a.tolist(),
+                        "b": b_rows[found.b].tolist(), "val": None, "kept": False}
+                diagnostics["rounds"].append(info)
+                if not len(found) or found_before == found.a.tolist():
+                    break  # nothing (new) to add
+                objective = self.objective()
+                objective.pair_weights = np.concatenate(
+                    [np.ones(len(pairs)), np.full(len(found), self.weight)]).astype(np.float32)
+                augmented = Pairs(np.concatenate([pairs.a, unpaired.a[found.a]]),
+                                  np.concatenate([pairs.b, b_all[b_rows[found.b]]]))
+                rest = Unpaired(np.delete(unpaired.a, found.a, axis=0), unpaired.b)
+                fitted = self._fit(augmented, rest, objective, validate, report(round_), should_stop)
+                history += [{**row, "round": round_} for row in fitted.history]
+                steps += fitted.steps_run
+                info["val"] = float(validate(fitted))
+                found_before = found.a.tolist()
+                if info["val"] > best_val:
+                    info["kept"], best, best_val = True, fitted, info["val"]
+                    diagnostics["rounds_kept"] += 1
+        best.history, best.steps_run, best.diagnostics = history, steps, diagnostics
+        return best
+
+
+class Propagation(GeRA):
+    """GeRA + partner propagation (this project's semi-supervised extension, not the paper's).
+
+    Every step, each paired point's partner is spread over the point's neighbourhood in its own
+    modality's frozen pool: the UNPAIRED neighbours get the partner as a soft InfoNCE positive,
+    weighted by the anchor's row of GeRA's diffusion operator (same kNN graph, kernel and ε as
+    the geometric term; ``PropagationObjective``). ``beta``: the term's weight (0 = GeRA);
+    ``spread_batch``: anchors per step. α, K, kernel and the rest from ``config`` as for GeRA
+    (α = 0 keeps only InfoNCE + propagation). Tuning searches β.
+
+    The fitted alignment's ``diagnostics``: distinct unpaired pool points that received a
+    partner on each side (``spread_seen_a``/``_b``) out of the unpaired pool (``unpaired_pool_a``/``_b``).
+    """
+
+    name, label, featured, twin_of = "propagation", "GeRA + propagation", False, None
+    SEARCH = SearchSpace({"beta": (0.1, 0.3, 1.0, 3.0, 10.0)},
+                         ({"beta": 1.0}, {"beta": 0.3}, {"beta": 3.0}))
+
+    def __init__(self, config: Optional[TrainConfig] = None, seed: int = 0, beta: float = 1.0,
+                 spread_batch: int = 32, **options):
+        super().__init__(config, seed, **options)
+        if not (beta >= 0 and int(spread_batch) >= 1):
+            raise GeraError(f"Propagation: beta ≥ 0 and spread_batch ≥ 1 (got beta={beta}, "
+                            f"spread_batch={spread_batch}).")
+        self.beta, self.spread_batch = float(beta), int(spread_batch)
+
+    def objective(self):
+        from gera.objectives import PropagationObjective
+
+        c = self.config
+        return PropagationObjective(self.beta, self.spread_batch, c.alpha, c.k, c.k_pool, c.kernel,
+                                    c.divergence, c.geo_batch, c.batch_size, c.eps_a, c.eps_b)
 
 
 METHODS = tuple(Method.registry)  # registration order: the order tables and the app list them

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from gera.geometry import heat_bandwidth, knn
-from gera.losses import geometric_loss, info_nce, structure_loss
+from gera.losses import geometric_loss, info_nce, propagation_loss, structure_loss
 from gera.memo import memoize_arrays
 from gera.settings import TrainConfig
 
@@ -100,6 +100,11 @@ class Batch:
     neighbourhoods_b: Optional[torch.Tensor] = None
     pool_a: Optional[torch.Tensor] = None  # (pool_batch,)
     pool_b: Optional[torch.Tensor] = None
+    weights: Optional[torch.Tensor] = None  # (m,) each pair's InfoNCE weight; None = all 1
+    # (propagation) neighbourhoods of some of the batch's pairs, and which pairs they belong to
+    spread_a: Optional[torch.Tensor] = None  # (p, k+1) pool rows, the paired anchor first
+    spread_b: Optional[torch.Tensor] = None
+    spread_pairs: Optional[torch.Tensor] = None  # (p,) positions in the batch's pairs
 
 
 class Coverage:
@@ -122,12 +127,17 @@ class Coverage:
 
 
 class ContrastiveObjective:
-    """CLIP's symmetric InfoNCE on a random batch of the pairs (contrastive-only)."""
+    """CLIP's symmetric InfoNCE on a random batch of the pairs (contrastive-only).
+
+    ``pair_weights`` (one per training pair, in the order ``train`` gets them; None = all 1)
+    weights each pair in InfoNCE: how pseudo-pairs are down-weighted beside the real ones.
+    """
 
     coverage: Optional[Coverage] = None  # regularisers that draw from the pools set it
 
     def __init__(self, batch_size: int = 256):
         self.batch_size = batch_size
+        self.pair_weights: Optional[np.ndarray] = None
 
     def diagnostics(self) -> dict[str, float]:
         """What the history records besides the loss: pool coverage where there is any."""
@@ -142,14 +152,17 @@ class ContrastiveObjective:
 
     def sample(self, pair_rows_a: torch.Tensor, pair_rows_b: torch.Tensor) -> Batch:
         pick = torch.randperm(len(pair_rows_a), generator=self.batches)[:self.batch_size]
+        weights = (None if self.pair_weights is None else
+                   torch.as_tensor(self.pair_weights, dtype=torch.float32)[pick])
         pick = pick.to(pair_rows_a.device)
-        return Batch(pair_rows_a[pick], pair_rows_b[pick])
+        return Batch(pair_rows_a[pick], pair_rows_b[pick],
+                     weights=None if weights is None else weights.to(pair_rows_a.device))
 
     def loss(self, batch: Batch, a: Side, b: Side,
              logit_scale: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``(loss, its terms by name)`` for the history."""
         (za,), (zb,) = a.embed(batch.pairs_a), b.embed(batch.pairs_b)
-        con = info_nce(za, zb, logit_scale)
+        con = info_nce(za, zb, logit_scale, batch.weights)
         return con, {"con": con}
 
 
@@ -194,11 +207,15 @@ class GeometricObjective(ContrastiveObjective):
     def loss(self, batch, a, b, logit_scale):
         za, hood_za = a.embed(batch.pairs_a, batch.neighbourhoods_a)
         zb, hood_zb = b.embed(batch.pairs_b, batch.neighbourhoods_b)
-        con = info_nce(za, zb, logit_scale)
-        geo = sum(geometric_loss(side.original[rows], z, self.kernel, graph.eps, self.divergence)
-                  for side, rows, z, graph in ((a, batch.neighbourhoods_a, hood_za, self.graphs[0]),
-                                               (b, batch.neighbourhoods_b, hood_zb, self.graphs[1])))
+        con = info_nce(za, zb, logit_scale, batch.weights)
+        geo = self.geometric_term(batch, a, b, hood_za, hood_zb)
         return con + self.alpha * geo, {"con": con, "geo": geo}
+
+    def geometric_term(self, batch, a, b, hood_za, hood_zb) -> torch.Tensor:
+        """``L_geo^A + L_geo^B`` on the batch's neighbourhoods, given their head outputs."""
+        return sum(geometric_loss(side.original[rows], z, self.kernel, graph.eps, self.divergence)
+                   for side, rows, z, graph in ((a, batch.neighbourhoods_a, hood_za, self.graphs[0]),
+                                                (b, batch.neighbourhoods_b, hood_zb, self.graphs[1])))
 
 
 class StructureObjective(ContrastiveObjective):
@@ -234,7 +251,7 @@ class StructureObjective(ContrastiveObjective):
         extra = batch.pool_a is not None
         za, *pool_za = a.embed(batch.pairs_a, *([batch.pool_a] if extra else []))
         zb, *pool_zb = b.embed(batch.pairs_b, *([batch.pool_b] if extra else []))
-        con = info_nce(za, zb, logit_scale)
+        con = info_nce(za, zb, logit_scale, batch.weights)
         regulariser = 0.5 * sum(
             structure_loss(side.original[torch.cat([pairs, *pool])],
                            torch.cat([z, *pool_z]), self.levels, self.tau)
@@ -243,3 +260,82 @@ class StructureObjective(ContrastiveObjective):
                 (b, batch.pairs_b, [batch.pool_b] if extra else [], zb, pool_zb)))
         weight = self.lam * min(1.0, self.step / max(self.warmup_steps, 1))
         return con + weight * regulariser, {"con": con, "structure": regulariser}
+
+
+class PropagationObjective(GeometricObjective):
+    """Partner propagation: ``L_con + α (L_geo^A + L_geo^B) + β (L_spread^A + L_spread^B)``.
+
+    Each step, ``spread_batch`` of the batch's pairs are anchors; on each side, the anchor's
+    neighbourhood in the frozen pool (the same kNN graph and heat-kernel ε as GeRA's term) is
+    sampled, and every UNPAIRED neighbour gets the anchor's partner as a soft positive among the
+    batch's partners, weighted by the anchor's row of the frozen diffusion operator
+    (``propagation_loss``). Paired neighbours keep only their own partner. α = 0 drops GeRA's term
+    (no neighbourhoods sampled for it); β = 0 is exactly GeRA (α > 0) or contrastive-only.
+
+    ``seen_a`` / ``seen_b`` count the distinct unpaired pool points that received a partner.
+    """
+
+    def __init__(self, beta: float = 1.0, spread_batch: int = 32, alpha: float = 1.0,
+                 k: int = 10, k_pool: int = 50, kernel: str = "heat",
+                 divergence: str = "frobenius", geo_batch: int = 16, batch_size: int = 256,
+                 eps_a: float = 0.0, eps_b: float = 0.0):
+        super().__init__(alpha, k, k_pool, kernel, divergence, geo_batch, batch_size, eps_a, eps_b)
+        self.beta, self.spread_batch = beta, spread_batch
+
+    def prepare(self, pool_a, pool_b, device, seed):
+        super().prepare(pool_a, pool_b, device, seed)
+        self.spreads = torch.Generator().manual_seed(seed + 3)
+        self.unpaired = None  # per side: pool rows that are no pair's item (set at the first step)
+        self.seen = [np.zeros(n, bool) for n in self.pool_sizes]
+
+    def sample(self, pair_rows_a, pair_rows_b):
+        batch = (GeometricObjective.sample if self.alpha > 0 else ContrastiveObjective.sample)(
+            self, pair_rows_a, pair_rows_b)
+        if self.unpaired is None:
+            self.unpaired = []
+            for rows, n in ((pair_rows_a, self.pool_sizes[0]), (pair_rows_b, self.pool_sizes[1])):
+                free = torch.ones(n, dtype=torch.bool, device=rows.device)
+                free[rows] = False
+                self.unpaired.append(free)
+        if self.beta > 0:
+            pick = torch.randperm(len(batch.pairs_a), generator=self.spreads)[:self.spread_batch]
+            batch.spread_pairs = pick.to(pair_rows_a.device)
+            batch.spread_a, batch.spread_b = (
+                graph.sample(rows[batch.spread_pairs], self.spreads)
+                for graph, rows in zip(self.graphs, (batch.pairs_a, batch.pairs_b)))
+        return batch
+
+    def loss(self, batch, a, b, logit_scale):
+        if batch.spread_pairs is None:  # β = 0
+            if self.alpha > 0:
+                return super().loss(batch, a, b, logit_scale)
+            return ContrastiveObjective.loss(self, batch, a, b, logit_scale)
+        geo_on = self.alpha > 0
+        za, spread_za, *hood_za = a.embed(batch.pairs_a, batch.spread_a,
+                                          *([batch.neighbourhoods_a] if geo_on else []))
+        zb, spread_zb, *hood_zb = b.embed(batch.pairs_b, batch.spread_b,
+                                          *([batch.neighbourhoods_b] if geo_on else []))
+        con = info_nce(za, zb, logit_scale, batch.weights)
+        terms = {"con": con}
+        total = con
+        if geo_on:
+            terms["geo"] = self.geometric_term(batch, a, b, hood_za[0], hood_zb[0])
+            total = total + self.alpha * terms["geo"]
+        spread = 0.0
+        for side, rows, z, partners, graph, free, seen in (
+                (a, batch.spread_a, spread_za, zb, self.graphs[0], self.unpaired[0], self.seen[0]),
+                (b, batch.spread_b, spread_zb, za, self.graphs[1], self.unpaired[1], self.seen[1])):
+            mask = free[rows[:, 1:]].float()
+            seen[rows[:, 1:][mask.bool()].cpu().numpy()] = True
+            spread = spread + propagation_loss(side.original[rows], z[:, 1:], partners,
+                                               batch.spread_pairs, mask, logit_scale,
+                                               self.kernel, graph.eps)
+        terms["spread"] = spread
+        return total + self.beta * spread, terms
+
+    def diagnostics(self) -> dict:
+        """What the propagation reached: distinct unpaired pool points given a partner, per side."""
+        return {**super().diagnostics(),
+                "spread_seen_a": int(self.seen[0].sum()), "spread_seen_b": int(self.seen[1].sum()),
+                "unpaired_pool_a": int(self.unpaired[0].sum()) if self.unpaired else 0,
+                "unpaired_pool_b": int(self.unpaired[1].sum()) if self.unpaired else 0}

@@ -58,10 +58,12 @@ class SearchSpace:
         return (beyond + between or [None])[0]
 
     def edges(self, best: dict, tried: list[dict]) -> list[str]:
-        """The hyperparameters whose chosen value is the lowest or highest of those tried
-        (with more than one value on its ladder)."""
+        """The numeric hyperparameters whose chosen value is the lowest or highest of those
+        tried (with more than one value on its ladder)."""
         out = []
         for name, ladder in self.ladders.items():
+            if any(isinstance(v, (str, bool)) for v in ladder):
+                continue  # a choice among kinds has no edge to search beyond
             values = [ladder.index(t[name]) for t in tried if t.get(name) in ladder]
             if name in best and len(ladder) > 1 and len(values) > 0:
                 i = ladder.index(best[name])

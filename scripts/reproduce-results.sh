@@ -11,6 +11,10 @@ run() {  # run NAME ARGS...: table to results/NAME.txt, JSON to results/NAME.jso
 mkdir -p results
 run fashion-mnist-100       compare --task fashion-mnist --budget 100
 run fashion-mnist-100-structure compare --task fashion-mnist --budget 100 --methods gera,contrastive,structure
+run fashion-mnist-100-pseudo      compare --task fashion-mnist --budget 100 --methods pseudo,contrastive --grid-size 1
+run fashion-mnist-100-propagation compare --task fashion-mnist --budget 100 --methods propagation,contrastive,gera --grid-size 1
+"$PY" scripts/semi_diagnostics.py --task fashion-mnist --budget 100 --methods pseudo,propagation \
+    --out results/fashion-mnist-100-semi-diagnostics.json > results/fashion-mnist-100-semi-diagnostics.txt
 run emoji-300               compare --task emoji --budget 300
 run emoji-300-alpha         ablate  --task emoji --budget 300 --param alpha --values 0.1,1,10,100
 run emoji-300-unpaired-b    ablate  --task emoji --budget 300 --param unpaired_b --values 300,1500,6000
