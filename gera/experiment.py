@@ -22,11 +22,12 @@ from gera.embedded import EmbeddedTask, split_items
 from gera.errors import GeraError
 from gera.evaluate import (linear_probe, mean_reciprocal_rank, neighbourhood_metrics, pair_matches,
                            retrieval, zero_shot, zero_shot_scores)
-from gera.methods import METHODS, Pairs, Unpaired, featured, featured_twin, method_class
+from gera.methods import (METHODS, Auto, Pairs, Unpaired, featured, featured_twin, method_class,
+                          tune_method)
 from gera.results import (AblationResult, CompareResult, Evaluated, Event, FitResult, FitStarted,
                           MethodResult, TrainStep, paired_differences)
 from gera.settings import CompareSettings
-from gera.tuning import SearchSpace, Tuned, search_json, tune
+from gera.tuning import SearchSpace, Tuned, search_json
 
 Progress = Optional[Callable[[Event], None]]
 ShouldStop = Optional[Callable[[], bool]]
@@ -116,17 +117,11 @@ def fit_tuned(name: str, settings: CompareSettings, seed_data: SeedData, progres
               should_stop: ShouldStop = None) -> Tuned:
     """Tune ``name`` with ``settings.grid_size`` fits (``gera.tuning``): the best alignment by
     validation score, its setting, and what the search tried."""
-    validate, seed = seed_data.validate, seed_data.seed
-
-    def fit(params: dict) -> tuple[Alignment, float]:
-        method = method_class(name).from_settings(settings.train, seed, **params)
-        report = None if progress is None else (
-            lambda row: progress(TrainStep(name, seed, params, row)))
-        alignment = method.fit(seed_data.pairs, seed_data.unpaired, validate=validate,
-                               progress=report, should_stop=should_stop)
-        return alignment, validate(alignment) if validate else math.nan
-    return tune(seed_data.search_space(name, settings.grid_size),
-                seed_data.fits(settings.grid_size), fit, should_stop)
+    seed = seed_data.seed
+    report = None if progress is None else (
+        lambda params, row: progress(TrainStep(name, seed, params, row)))
+    return tune_method(name, settings.train, seed, seed_data.pairs, seed_data.unpaired,
+                       seed_data.validate, settings.grid_size, report, should_stop)
 
 
 def compare(settings: CompareSettings, cache: Optional[EmbeddingCache] = None,
@@ -306,8 +301,10 @@ def _run_seed(settings, seed, cache, progress, should_stop, keep_alignments) -> 
     data.ensure(*split_items(split))
     seed_data = SeedData.prepare(data, split, seed)
     settings = _fixed_eps(settings, data, seed)
-    fits, total = [], len(settings.methods)
+    fits, alignments, total = [], {}, len(settings.methods)
     for index, name in enumerate(settings.methods):
+        if method_class(name).selects:
+            continue  # chosen below, among the fits of the others
         if progress is not None:
             progress(FitStarted(name, seed, settings.budget, index, total))
         t_fit = time.perf_counter()
@@ -318,12 +315,27 @@ def _run_seed(settings, seed, cache, progress, should_stop, keep_alignments) -> 
         if progress is not None:
             progress(Evaluated(name, seed, settings.budget, index, total))
         metrics = test_metrics(tuned.alignment, data, split, settings.neighbourhood_k)
+        alignments[name] = tuned.alignment
         fits.append(FitResult(name, seed, tuned.params, tuned.val_score,
                               tuned.alignment.best_step, fit_s, metrics,
                               tuned.alignment if keep_alignments else None,
                               tried=tuned.tried, edges=tuned.edges,
                               diagnostics=dict(tuned.alignment.diagnostics)))
-    return fits
+    chosen = [selected_fit(name, fits, alignments if keep_alignments else {})
+              for name in settings.methods if method_class(name).selects]
+    return sorted(fits + chosen, key=lambda f: list(settings.methods).index(f.method))
+
+
+def selected_fit(name: str, fits: list[FitResult], alignments: dict) -> FitResult:
+    """``auto`` in a comparison: the fit with the best validation score among the comparison's
+    other methods on this seed, reported under ``name``, costing all their fits."""
+    if not fits:
+        raise GeraError(f"{name} chooses among the other methods: compare it with at least one.")
+    best = {f.method: f for f in fits}[Auto.choose({f.method: f.val_score for f in fits})]
+    return replace(best, method=name, params={"method": best.method, **best.params},
+                   fit_s=sum(f.fit_s for f in fits), tried=[t for f in fits for t in f.tried],
+                   diagnostics={**best.diagnostics, "chosen_method": best.method},
+                   alignment=alignments.get(best.method))
 
 
 def supervised_ceiling(task: Task, data: EmbeddedTask, split: Split) -> Optional[dict]:

@@ -12,6 +12,7 @@ Nothing outside this module decides anything by a method's name: ask the registr
 from __future__ import annotations
 
 import inspect
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields, replace
 from typing import Callable, ClassVar, Optional
@@ -22,7 +23,7 @@ from gera.alignments import Alignment, LinearAlignment, RelativeAlignment, Stand
 from gera.errors import GeraError, require_finite
 from gera.memo import memoize_arrays
 from gera.settings import TrainConfig
-from gera.tuning import SearchSpace
+from gera.tuning import SearchSpace, Tuned, tune
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Method(ABC):
     label: ClassVar[str]  # what tables and the app show
     trained: ClassVar[bool] = False  # trained methods use ``validate`` for early stopping
     featured: ClassVar[bool] = False  # the method this studio is about (paired differences)
+    selects: ClassVar[bool] = False  # chooses among the other methods rather than fitting its own
     twin_of: ClassVar[Optional[str]] = None  # the method this one equals with its extra term off
     registry: ClassVar[dict[str, type["Method"]]] = {}
 
@@ -499,6 +501,72 @@ class Propagation(GeRA):
         c = self.config
         return PropagationObjective(self.beta, self.spread_batch, c.alpha, c.k, c.k_pool, c.kernel,
                                     c.divergence, c.geo_batch, c.batch_size, c.eps_a, c.eps_b)
+
+
+def tune_method(name: str, train: TrainConfig, seed: int, pairs: Pairs, unpaired: Unpaired,
+                validate: Validate, fits: int, progress: Optional[Callable[[dict, dict], None]] = None,
+                should_stop: Optional[Callable[[], bool]] = None) -> Tuned:
+    """``name`` tuned with ``fits`` fits on its search space (``gera.tuning``; fits = 0: the
+    settings exactly as given, no search). ``progress(params, row)`` reports training rows."""
+    cls = method_class(name)
+    space = (cls.search_space(len(pairs), pairs.a.shape[1], pairs.b.shape[1]) if fits > 0
+             else SearchSpace({}, ({},)))
+
+    def fit(params: dict) -> tuple[Alignment, float]:
+        report = None if progress is None else (lambda row: progress(params, row))
+        alignment = cls.from_settings(train, seed, **params).fit(
+            pairs, unpaired, validate=validate, progress=report, should_stop=should_stop)
+        return alignment, validate(alignment) if validate else math.nan
+    return tune(space, fits if validate is not None else min(fits, 1), fit, should_stop)
+
+
+class Auto(Method):
+    """The method to pick when you don't know: every other method, each tuned with ``fits``
+    fits as in a comparison, and the one with the best validation score kept — validation
+    alone decides. ``candidates``: the methods it chooses among (None: all). Without a
+    validation score it cannot choose and returns the featured method at its defaults.
+
+    In ``compare`` it costs nothing extra: it chooses among the comparison's own tuned fits.
+    """
+
+    name, label, selects = "auto", "auto", True
+
+    def __init__(self, config: Optional[TrainConfig] = None, seed: int = 0, fits: int = 6,
+                 candidates: Optional[tuple] = None):
+        unknown = [c for c in (candidates or ()) if c not in Method.registry or
+                   Method.registry[c].selects]
+        if int(fits) < 1 or unknown:
+            raise GeraError(f"auto: fits ≥ 1 and candidates among the other methods (got "
+                            f"fits={fits}, unknown {unknown}).")
+        self.config, self.seed, self.fits = config or TrainConfig(), int(seed), int(fits)
+        self.candidates = tuple(candidates) if candidates else None
+
+    @classmethod
+    def search_space(cls, n_pairs, dim_a, dim_b):
+        return SearchSpace({}, ({},))  # its search is the candidates' own
+
+    @classmethod
+    def from_settings(cls, train, seed, **params):
+        return cls.create(config=train, seed=seed, **params)
+
+    def fit(self, pairs, unpaired, validate=None, progress=None, should_stop=None):
+        names = self.candidates or [n for n, c in Method.registry.items() if not c.selects]
+        if validate is None:
+            names = [featured()]
+        tuned = {n: tune_method(n, self.config, self.seed, pairs, unpaired, validate, self.fits,
+                                None if progress is None else (lambda p, row: progress(row)),
+                                should_stop) for n in names}
+        name = Auto.choose({n: t.val_score for n, t in tuned.items()})
+        alignment = tuned[name].alignment
+        alignment.diagnostics = {**alignment.diagnostics, "chosen_method": name,
+                                 "chosen_params": tuned[name].params}
+        return alignment
+
+    @staticmethod
+    def choose(scores: dict[str, float]) -> str:
+        """The method with the best validation score (the first listed on ties; NaN never wins)."""
+        return max(scores, key=lambda n: (scores[n] if not math.isnan(scores[n]) else -math.inf,
+                                          -list(scores).index(n)))
 
 
 METHODS = tuple(Method.registry)  # registration order: the order tables and the app list them

@@ -58,3 +58,22 @@ def test_the_search_ends_early_when_the_space_is_exhausted():
 def test_a_start_setting_off_its_ladder_is_refused():
     with pytest.raises(GeraError, match="not on its ladder"):
         SearchSpace({"alpha": (1.0, 10.0)}, ({"alpha": 3.0},))
+
+
+def test_auto_keeps_the_candidate_validation_prefers_and_says_which():
+    import numpy as np
+
+    from gera.methods import Auto, Pairs, Unpaired
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(40, 8)).astype(np.float32)
+    pairs, unpaired = Pairs(a[:30], a[:30] @ rng.normal(size=(8, 6)).astype(np.float32)), \
+        Unpaired(a[30:], np.zeros((0, 6), np.float32))
+    # a validation score only the second candidate can win
+    chosen = Auto(fits=2, candidates=("procrustes", "cca")).fit(
+        pairs, unpaired, validate=lambda al: float(al.method == "cca"))
+    assert chosen.method == chosen.diagnostics["chosen_method"] == "cca"
+    assert chosen.diagnostics["chosen_params"] == {"reg": 0.1, "dim": 128}  # ties: the first
+    assert Auto.choose({"x": math.nan, "y": 0.1, "z": 0.1}) == "y"
+    with pytest.raises(GeraError, match="candidates"):
+        Auto(candidates=("auto",))
