@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gera.errors import GeraError
 from gera.io import atomic_write
-from gera.methods import METHODS
+from gera.methods import DEFAULT_METHODS, METHODS
 from gera.settings import CompareSettings, TrainConfig
 
 
@@ -36,7 +36,8 @@ def _add_common(p: argparse.ArgumentParser, budget: bool = True) -> None:
         p.add_argument("--budget", type=int, default=100, help="paired-data budget N (validation included)")
     p.add_argument("--seeds", type=_seeds, default=list(range(5)),
                    help="a count (5 → seeds 0-4) or a list (0,3,7); default 5")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help="comma-separated subset of " + ",".join(METHODS))
     p.add_argument("--encoder-a", default=None, help="image/speech encoder (default: the task's)")
     p.add_argument("--encoder-b", default=None, help="text encoder (default: minilm)")
     p.add_argument("--unpaired-a", type=int, default=None, help="unpaired A pool size (default: the task's)")

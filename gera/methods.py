@@ -66,6 +66,7 @@ class Method(ABC):
     trained: ClassVar[bool] = False  # trained methods use ``validate`` for early stopping
     featured: ClassVar[bool] = False  # the method this studio is about (paired differences)
     selects: ClassVar[bool] = False  # chooses among the other methods rather than fitting its own
+    in_default: ClassVar[bool] = True  # in a comparison that names no methods
     twin_of: ClassVar[Optional[str]] = None  # the method this one equals with its extra term off
     registry: ClassVar[dict[str, type["Method"]]] = {}
 
@@ -402,6 +403,7 @@ class PseudoPairing(GeRA):
     """
 
     name, label, featured, twin_of = "pseudo", "GeRA + pseudo-pairs", False, None
+    in_default = False  # up to 1 + rounds trainings a fit, and it did not beat contrastive-only
     CANDIDATES = ("all", "unpaired")
     SEARCH = SearchSpace({"candidates": CANDIDATES, "mutual": (True, False),
                           "weight": (0.25, 0.5, 1.0)},
@@ -570,6 +572,7 @@ class Auto(Method):
 
 
 METHODS = tuple(Method.registry)  # registration order: the order tables and the app list them
+DEFAULT_METHODS = tuple(n for n, c in Method.registry.items() if c.in_default)
 
 
 def method_class(name: str) -> type[Method]:

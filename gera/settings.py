@@ -69,9 +69,9 @@ class TrainConfig:
 
 
 def _all_methods() -> tuple[str, ...]:
-    from gera.methods import METHODS  # the registry fills as gera.methods is imported
+    from gera.methods import DEFAULT_METHODS  # the registry fills as gera.methods is imported
 
-    return METHODS
+    return DEFAULT_METHODS
 
 
 @dataclass

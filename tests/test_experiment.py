@@ -7,7 +7,7 @@ import pytest
 from gera.cache import EmbeddingCache
 from gera.cli import main
 from gera.experiment import compare
-from gera.methods import METHODS, featured, method_class
+from gera.methods import DEFAULT_METHODS, featured, method_class
 from gera.results import CompareResult
 from gera.settings import CompareSettings, TrainConfig
 
@@ -25,7 +25,7 @@ def test_compare_cli_end_to_end(tmp_path, capsys):
     assert "GeRA − baseline" in table and "zero_shot_top1" in table
     result = json.loads(out.read_text())
     assert result["task"] == "fashion-mnist" and result["budget"] == 30
-    assert set(result["methods"]) == set(METHODS)
+    assert set(result["methods"]) == set(DEFAULT_METHODS)
     assert result["config"]["seeds"] == [0, 1]
     for name, rec in result["methods"].items():
         top1 = rec["metrics"]["zero_shot_top1"]
@@ -36,7 +36,7 @@ def test_compare_cli_end_to_end(tmp_path, capsys):
             assert key in rec["metrics"]
     assert result["reference"] == featured() == "gera"
     gera = np.array(result["methods"]["gera"]["metrics"]["zero_shot_top1"]["values"])
-    for name in METHODS[1:]:
+    for name in DEFAULT_METHODS[1:]:
         other = np.array(result["methods"][name]["metrics"]["zero_shot_top1"]["values"])
         diff = result["paired_differences"][name]["zero_shot_top1"]["values"]
         assert np.allclose(diff, gera - other)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Optional, Sequence
 
 from gera.encoders import DEFAULT_ENCODERS
-from gera.methods import METHODS
+from gera.methods import DEFAULT_METHODS
 from gera.settings import TrainConfig
 
 UPLOAD, FOLDER = "upload", "folder"  # task choices that name no built-in task
@@ -29,7 +29,7 @@ class TrainForm:
     budgets: Sequence[str] = ("100",)  # paired budgets N; several = a sweep
     unpaired_a: str = ""  # blank = the task's default pool
     unpaired_b: str = ""
-    methods: Sequence[str] = METHODS
+    methods: Sequence[str] = DEFAULT_METHODS
     alpha: float = TrainConfig.alpha
     k: int = TrainConfig.k
     kernel: str = TrainConfig.kernel
