@@ -155,9 +155,15 @@ def _parse_value(text: str):
 
 def cmd_report(args) -> None:
     """Re-print saved results; for a sweep, one compact budget × method table per metric."""
-    from gera.report import format_ablation, format_sweep, format_table
+    from gera.report import format_ablation, format_search_spaces, format_sweep, format_table
     from gera.results import AblationResult, result_from_json
 
+    if args.tuning:
+        n, dim_a, dim_b = args.tuning
+        print(format_search_spaces(n, dim_a, dim_b))
+        return
+    if args.path is None:
+        raise GeraError("Give a results file written with --json, or --tuning N,DIM_A,DIM_B.")
     try:
         result = result_from_json(json.loads(args.path.read_text()))
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
@@ -253,7 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--values", required=True, help="comma-separated values, e.g. 0.1,1,10,100")
     p.set_defaults(func=cmd_ablate)
     p = sub.add_parser("report", help="print saved results (compact metric × budget tables for a sweep)")
-    p.add_argument("path", type=Path, help="a JSON file written with --json")
+    p.add_argument("path", type=Path, nargs="?", help="a JSON file written with --json")
+    p.add_argument("--tuning", type=_int_list, default=None, metavar="N,DIM_A,DIM_B",
+                   help="instead: print every method's tuning search for N training pairs and "
+                        "these input dimensions (the README's tuning table)")
     p.add_argument("--metrics", default="recall@1_a2b,zero_shot_top1,knn_jaccard_a",
                    help="metrics for a sweep's tables")
     p.set_defaults(func=cmd_report)
@@ -273,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="whole training jobs timed per method")
     p.add_argument("--encoder-items", type=int, default=512, help="items per encoder throughput run")
     p.add_argument("--skip-encoders", action="store_true")
+    p.add_argument("--device", default="auto", help="where the heads train: auto | cpu | cuda")
     p.add_argument("--scale", action="store_true",
                    help="instead: kNN graph build (exact / approximate, recall) and GeRA step time "
                         "at large synthetic pools (gera.scale)")

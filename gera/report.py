@@ -67,6 +67,24 @@ def format_table(result: CompareResult) -> str:
     return "\n".join(lines)
 
 
+def format_search_spaces(n_pairs: int, dim_a: int, dim_b: int) -> str:
+    """Every method's tuning search (``gera.tuning``) as a Markdown table: what it tries first
+    (the first is its defaults) and the ladders later fits step along."""
+    from gera.methods import METHODS, method_class
+
+    lines = [f"Tuning searches for N = {n_pairs} training pairs, d_A = {dim_a}, d_B = {dim_b} "
+             f"(`python -m gera report --tuning {n_pairs},{dim_a},{dim_b}`):", "",
+             "| method | tried first (the first = defaults) | ladders stepped along by later fits |",
+             "|---|---|---|"]
+    for name in METHODS:
+        space = method_class(name).search_space(n_pairs, dim_a, dim_b)
+        start = "; ".join(fmt_params(space.complete(s)) for s in space.start)
+        ladders = "; ".join(f"{k} ∈ {{{', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in values)}}}"
+                            for k, values in space.ladders.items()) or "–"
+        lines.append(f"| {label(name)} | {start} | {ladders} |")
+    return "\n".join(lines)
+
+
 def format_tuning(result: CompareResult) -> str:
     """Per method: fits spent per seed, and how often the choice sat at an edge of the search
     (and on which hyperparameters) — an edge choice means a wider search might do better."""

@@ -77,3 +77,13 @@ def test_auto_keeps_the_candidate_validation_prefers_and_says_which():
     assert Auto.choose({"x": math.nan, "y": 0.1, "z": 0.1}) == "y"
     with pytest.raises(GeraError, match="candidates"):
         Auto(candidates=("auto",))
+
+
+def test_the_readme_tuning_table_is_the_codes():
+    from pathlib import Path
+
+    from gera.report import format_search_spaces
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert format_search_spaces(80, 1280, 384) in readme, \
+        "regenerate it: python -m gera report --tuning 80,1280,384"
