@@ -167,12 +167,13 @@ def budget_figure(curves, selected: Optional[int]) -> go.Figure:
                                  name=method, mode="lines+markers",
                                  line=dict(color=METHOD_COLOURS.get(method), width=2),
                                  marker=dict(size=6)))
-    for budget in curves.shipped:
+    for budget in curves.shipped:  # on a log axis, shapes take log10 coordinates
         chosen = budget == selected
-        fig.add_vline(x=budget, line_dash="solid" if chosen else "dot",
+        label = dict(annotation_text=f"N = {budget}", annotation_position="top left",
+                     annotation_font_size=11) if chosen else {}
+        fig.add_vline(x=float(np.log10(budget)), line_dash="solid" if chosen else "dot",
                       line_color="#444" if chosen else "#bbb", line_width=2 if chosen else 1,
-                      annotation_text=f"N = {budget}" if chosen else None,
-                      annotation_position="top left")
+                      **label)
     fig.update_xaxes(type="log", title_text="paired budget N")
     fig.update_yaxes(title_text=f"{curves.metric_name} (%)", rangemode="tozero")
     fig.update_layout(title=dict(text=f"{curves.task}: {curves.metric_name} vs N",

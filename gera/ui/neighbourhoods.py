@@ -44,9 +44,11 @@ class NeighbourhoodView:
 
 GAP_NOTE = ("**Two islands?** That is the *modality gap*: the two heads' outputs occupy different "
             "cones of the aligned space (here the modalities' mean vectors are {gap:.2f} apart). "
-            "Retrieval ranks by relative similarity, so the gap is not a failure. Tick “Centre "
-            "each modality” to subtract each modality's mean (and re-normalise), and partners "
-            "appear next to each other.")
+            "Retrieval ranks by relative similarity, so the gap is not a failure. ")
+GAP_ACTIONS = ("Tick “Centre each modality” to subtract each modality's mean (and re-normalise): "
+               "partners then appear next to each other.",
+               "Shown centred: each modality's mean subtracted, re-normalised, so partners can "
+               "be seen next to each other.")
 
 
 def _subset(n_total: int, n: int, seed: int = 0) -> np.ndarray:
@@ -126,9 +128,10 @@ def figures(view: NeighbourhoodView, colour_by: str, selected: Optional[int]
     joint = charts.scatter(view.joint, view.joint_texts, symbols=symbols,
                            classes=view.joint_classes or view.joint_modality,
                            title=f"Joint aligned space: ○ {name_a}, × {name_b}"
-                                 + (" · each modality mean-centred" if view.centred else ""))
+                                 + (" · centred" if view.centred else ""))
+    gap_note = GAP_NOTE.format(gap=view.gap) + GAP_ACTIONS[view.centred]
     return (before, after, joint, charts.jaccard_histogram(view.jaccard, view.k),
-            summary_markdown(view, selected if highlight else None), GAP_NOTE.format(gap=view.gap))
+            summary_markdown(view, selected if highlight else None), gap_note)
 
 
 def summary_markdown(view: NeighbourhoodView, selected: Optional[int]) -> str:
