@@ -118,3 +118,11 @@ def test_text_query_shows_images_and_a_budget_switch_answers_it_again(page, scre
         page.screenshot(path=screens / f"3-retrieval-{label.split()[-1]}.png", full_page=True)
     assert _gallery_text(page) == answers["N = 300"]  # back at 300: the same answer again
     assert len(labels) >= 3 and len(set(answers.values())) == len(labels), answers
+
+
+def test_about_tab(page, screens):
+    open_tab(page, "About")
+    # read from results/ and checkpoints/ at start-up, not text written into the page
+    page.get_by_text("results/emoji-300.txt", exact=False).first.wait_for()
+    page.get_by_role("heading", name="The shipped checkpoints").wait_for()
+    page.screenshot(path=screens / "4-about.png", full_page=True)

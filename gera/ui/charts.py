@@ -167,13 +167,17 @@ def budget_figure(curves, selected: Optional[int]) -> go.Figure:
                                  name=method, mode="lines+markers",
                                  line=dict(color=METHOD_COLOURS.get(method), width=2),
                                  marker=dict(size=6)))
-    for budget in curves.shipped:  # on a log axis, shapes take log10 coordinates
+    # The shipped budgets as vertical lines, drawn as traces (data coordinates on a log axis,
+    # unlike shapes); the chosen one solid and labelled.
+    top = max([m + e for points in curves.series.values() for _, m, e in points] + [1.0]) * 1.08
+    for budget in curves.shipped:
         chosen = budget == selected
-        label = dict(annotation_text=f"N = {budget}", annotation_position="top left",
-                     annotation_font_size=11) if chosen else {}
-        fig.add_vline(x=float(np.log10(budget)), line_dash="solid" if chosen else "dot",
-                      line_color="#444" if chosen else "#bbb", line_width=2 if chosen else 1,
-                      **label)
+        fig.add_trace(go.Scatter(
+            x=[budget, budget], y=[0, top], mode="lines+text" if chosen else "lines",
+            text=["", f"N = {budget}"] if chosen else None, textposition="bottom right",
+            textfont=dict(size=11), showlegend=False, hoverinfo="skip",
+            line=dict(color="#444" if chosen else "#bbb", width=2 if chosen else 1,
+                      dash="solid" if chosen else "dot")))
     fig.update_xaxes(type="log", title_text="paired budget N")
     fig.update_yaxes(title_text=f"{curves.metric_name} (%)", rangemode="tozero")
     fig.update_layout(title=dict(text=f"{curves.task}: {curves.metric_name} vs N",
