@@ -2,6 +2,10 @@
 
 Tensors go to safetensors and everything else to JSON, so loading a checkpoint someone uploaded
 never unpickles anything. Writes are atomic: a crash or a full disk leaves no half checkpoint.
+Matrices may be stored as float16 (``save_alignment(..., float16=True)``: half the size; vectors
+such as the standardisers' means stay float32); loading always gives float32.
+
+A checkpoint's file stem names its task and budget (``checkpoint_stem``): ``emoji-N300-gera``.
 """
 from __future__ import annotations
 
@@ -32,12 +36,20 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
 
 
-def save_alignment(alignment: Alignment, path: str | Path, meta: Optional[dict] = None) -> tuple[Path, Path]:
-    """Write the checkpoint; ``meta`` (encoders, task, metrics …) is stored in the JSON as is."""
+def _stored_dtype(value: np.ndarray, float16: bool) -> type:
+    """float16 for matrices when asked (the bulk of any checkpoint), float32 otherwise."""
+    return np.float16 if float16 and np.ndim(value) >= 2 else np.float32
+
+
+def save_alignment(alignment: Alignment, path: str | Path, meta: Optional[dict] = None,
+                   float16: bool = False) -> tuple[Path, Path]:
+    """Write the checkpoint; ``meta`` (encoders, task, metrics …) is stored in the JSON as is.
+    ``float16``: store matrices in half precision (vectors stay float32)."""
     weights, config_path = _paths(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
     tensors, config = alignment.state()
-    tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
+    tensors = {k: np.ascontiguousarray(v, dtype=_stored_dtype(v, float16))
+               for k, v in tensors.items()}
     doc = {"format": FORMAT, "gera_version": __version__, "kind": alignment.kind,
            "config": config, "meta": meta or {}}
     try:
@@ -58,7 +70,7 @@ def load_alignment(path: str | Path) -> tuple[Alignment, dict]:
                             "and a .json file with the same name.")
     try:
         doc = json.loads(config_path.read_text())
-        tensors = load_file(str(weights))
+        tensors = {k: v.astype(np.float32, copy=False) for k, v in load_file(str(weights)).items()}
     except (ValueError, OSError, SafetensorError) as err:
         raise GeraError(f"Checkpoint {weights.with_suffix('')} is corrupt or not a GeRA checkpoint "
                         f"({err}).") from err
@@ -74,20 +86,23 @@ def load_alignment(path: str | Path) -> tuple[Alignment, dict]:
     return alignment, doc.get("meta", {})
 
 
-def checkpoint_stem(task_name: str) -> str:
+def checkpoint_stem(task_name: str, budget: Optional[int] = None) -> str:
     """A file name for a task's checkpoints: the task's name (a folder task: its folder's
-    name), in safe characters and of bounded length."""
+    name), in safe characters and of bounded length, then ``-N<budget>`` when given
+    (``emoji-N300``). Loading never reads the name: task and budget come from the meta."""
     if task_name.startswith("folder:"):
         task_name = "folder-" + Path(task_name[len("folder:"):]).name
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", task_name)[:60]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", task_name)[:60]
+    return stem if budget is None else f"{stem}-N{int(budget)}"
 
 
 def save_result_alignments(result: "CompareResult", settings: "CompareSettings", folder: Path,
-                           task_label: Optional[str] = None) -> list[Path]:
-    """Save a comparison's first-seed alignments as ``<folder>/<task>-<method>``, each with the
-    meta that lets the app rebuild its gallery (task, options, budget, seed, encoders, metrics).
-    ``task_label`` replaces the task's name in the meta (e.g. to keep a server path out)."""
-    stem = checkpoint_stem(settings.task)
+                           task_label: Optional[str] = None, float16: bool = False) -> list[Path]:
+    """Save a comparison's first-seed alignments as ``<folder>/<task>-N<budget>-<method>``, each
+    with the meta that lets the app rebuild its gallery (task, options, budget, seed, encoders,
+    metrics). ``task_label`` replaces the task's name in the meta (e.g. to keep a server path
+    out); ``float16`` stores the matrices in half precision."""
+    stem = checkpoint_stem(settings.task, settings.budget)
     paths = []
     for method, alignment in result.alignments.items():
         record = result.methods[method]
@@ -96,5 +111,5 @@ def save_result_alignments(result: "CompareResult", settings: "CompareSettings",
                 "encoder_a": result.config["encoder_a"], "encoder_b": result.config["encoder_b"],
                 "seed": result.seeds[0], "chosen": record.chosen[0],
                 "metrics": {m: s.mean for m, s in record.metrics.items()}}
-        paths += save_alignment(alignment, Path(folder) / f"{stem}-{method}", meta)
+        paths += save_alignment(alignment, Path(folder) / f"{stem}-{method}", meta, float16)
     return paths

@@ -186,7 +186,7 @@ def cmd_train(args) -> None:
     settings = replace(_settings(args, args.budget), seeds=args.seeds[:1])
     result = compare(settings, progress=_report_stage)
     print(format_table(result))
-    for path in save_result_alignments(result, settings, args.out):
+    for path in save_result_alignments(result, settings, args.out, float16=args.float16):
         print(f"saved {path}", file=sys.stderr)
 
 
@@ -269,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fit the methods on one seed and save checkpoints")
     _add_common(p)
     p.add_argument("--out", type=Path, default=Path("checkpoints"))
+    p.add_argument("--float16", action="store_true", help="store the weights' matrices as float16")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("embed", help="fill the embedding cache for a task")
     _add_common(p, budget=False)

@@ -140,3 +140,18 @@ def heat_bandwidth(nbr_sims: np.ndarray, k: int) -> float:
         raise GeraError("Every point's neighbours coincide with it (the pool holds copies of a few "
                         "vectors), so no kernel bandwidth exists. Use more distinct items.")
     return float(np.median(kth))
+
+
+def modality_gap(za: np.ndarray, zb: np.ndarray) -> float:
+    """Distance between the two modalities' mean unit vectors in a shared space: 0 when both
+    clouds share a centre; the aligned outputs of two heads usually sit in different cones."""
+    return float(np.linalg.norm(l2_normalize(za).mean(0) - l2_normalize(zb).mean(0)))
+
+
+def centre_modalities(za: np.ndarray, zb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each modality's points minus that modality's mean, re-normalised to unit length: the
+    modality gap removed, so partners can be seen next to each other. For looking only:
+    retrieval and every metric score the aligned space as it is (a query's ranking depends on
+    its similarities relative to one another, which the gap leaves intact)."""
+    za, zb = l2_normalize(za), l2_normalize(zb)
+    return l2_normalize(za - za.mean(0)), l2_normalize(zb - zb.mean(0))

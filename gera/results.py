@@ -212,3 +212,35 @@ class Evaluated:
 
 
 Event = Union[EmbedProgress, FitStarted, TrainStep, Evaluated]
+
+
+def comparisons_by_budget(folder, task: str) -> tuple[list[CompareResult], list[str]]:
+    """The comparisons of ``task`` saved in ``folder`` (``*.json`` written by ``compare`` or
+    ``sweep`` with ``--json``; ablations are left out, they vary a setting), one per budget:
+    sweeps first, then single comparisons at budgets no sweep has. Returns the results by
+    budget and the names of the files they came from. Unreadable files are skipped."""
+    import json
+    from pathlib import Path
+
+    found: dict[int, CompareResult] = {}
+    sources: list[str] = []
+    paths = sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []
+    documents = []
+    for path in paths:
+        try:
+            documents.append((path.name, json.loads(path.read_text())))
+        except (OSError, ValueError):
+            continue
+    documents.sort(key=lambda doc: not isinstance(doc[1], list))  # sweeps first
+    for name, payload in documents:
+        try:
+            runs = [CompareResult.from_json(r) for r in payload] if isinstance(payload, list) \
+                else [] if "runs" in payload else [CompareResult.from_json(payload)]
+        except (KeyError, TypeError, AttributeError):
+            continue
+        new = [r for r in runs if r.task == task and r.budget not in found]
+        for r in new:
+            found[r.budget] = r
+        if new:
+            sources.append(name)
+    return [found[b] for b in sorted(found)], sources

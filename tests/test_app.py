@@ -179,10 +179,11 @@ def test_every_endpoint_names_its_parameters(client):
              for endpoint in ("/train", "/text_to_images", "/image_to_captions",
                               "/speech_to_transcripts", "/neighbourhoods")}
     assert names["/train"] == list(FORM_FIELDS)
-    assert names["/text_to_images"] == ["model", "baseline", "text", "k"]
-    assert names["/image_to_captions"] == ["model", "baseline", "image", "k"]
-    assert names["/speech_to_transcripts"] == ["model", "baseline", "audio", "k"]
-    assert names["/neighbourhoods"] == ["model", "method", "modality", "points", "k", "colour_by"]
+    assert names["/text_to_images"] == ["model", "budget", "baseline", "text", "k"]
+    assert names["/image_to_captions"] == ["model", "budget", "baseline", "image", "k"]
+    assert names["/speech_to_transcripts"] == ["model", "budget", "baseline", "audio", "k"]
+    assert names["/neighbourhoods"] == ["model", "budget", "method", "modality", "points", "k",
+                                        "colour_by", "centre"]
     assert not any(name.startswith("param_") for params in names.values() for name in params)
 
 

@@ -1,7 +1,8 @@
 """The app in a real browser: Debian's Chromium driven by Playwright (no browser download).
 
 Loads the page, runs a short training job, sees the table and a plot, projects neighbourhoods and
-clicks a point, runs a text query, and saves a screenshot of each tab (to a temp folder, or to
+clicks a point, switches the paired budget and the modality centring, runs a text query and
+switches its budget, and saves a screenshot of each tab (to a temp folder, or to
 $GERA_SCREENSHOT_DIR to look at them).
 """
 import os
@@ -78,7 +79,26 @@ def test_neighbourhoods_project_and_a_click_selects_a_point(page, screens):
     page.screenshot(path=screens / "2-neighbourhoods.png", full_page=True)
 
 
-def test_text_query_shows_images(page, screens):
+def test_neighbourhoods_switch_budget_and_centre_the_modalities(page, screens):
+    open_tab(page, "Neighbourhoods")
+    page.get_by_label("Model", exact=True).click()
+    page.get_by_role("option", name="emoji", exact=False).first.click()
+    budgets = page.locator("#nbhd-budget")
+    budgets.get_by_text("N = 300", exact=True).wait_for()  # the emoji model's budgets
+    budgets.get_by_text("N = 30", exact=True).click()
+    summary = page.locator("#nbhd-summary")
+    summary.get_by_text("(N = 30)", exact=False).wait_for()
+    page.locator("#nbhd-gap").get_by_text("modality gap", exact=False).wait_for()
+    page.get_by_label("Centre each modality", exact=False).check()
+    page.locator("#nbhd-gap").get_by_text("Shown centred", exact=False).wait_for()
+    page.screenshot(path=screens / "2b-neighbourhoods-budget.png", full_page=True)
+
+
+def _gallery_text(page):
+    return page.locator(".grid-wrap").first.inner_text()
+
+
+def test_text_query_shows_images_and_a_budget_switch_answers_it_again(page, screens):
     open_tab(page, "Retrieval playground")
     page.get_by_label("Model (image ↔ text)").click()
     page.get_by_role("option", name="emoji", exact=False).first.click()
@@ -86,6 +106,18 @@ def test_text_query_shows_images(page, screens):
     page.get_by_role("button", name="Search images", exact=True).click()
     page.locator(".grid-wrap img").nth(15).wait_for()  # 8 results × 2 methods
     page.screenshot(path=screens / "3-retrieval.png", full_page=True)
+    answers = {"N = 300": _gallery_text(page)}  # the page starts at N = 300
+    budgets = page.locator("#image-budget")
+    labels = [b.inner_text().strip() for b in budgets.locator("label").all()]
+    for label in [b for b in labels if b != "N = 300"] + ["N = 300"]:
+        before = _gallery_text(page)
+        budgets.get_by_text(label, exact=True).click()
+        page.wait_for_function(
+            "before => document.querySelector('.grid-wrap').innerText !== before", arg=before)
+        answers.setdefault(label, _gallery_text(page))
+        page.screenshot(path=screens / f"3-retrieval-{label.split()[-1]}.png", full_page=True)
+    assert _gallery_text(page) == answers["N = 300"]  # back at 300: the same answer again
+    assert len(labels) >= 3 and len(set(answers.values())) == len(labels), answers
 
 
 def test_about_tab(page, screens):

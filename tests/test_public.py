@@ -222,6 +222,15 @@ def test_one_flag_makes_an_app_public(monkeypatch):
                              k=10, colour_by="class"), "maximum value"),
     ("/neighbourhoods", dict(model="shipped:emoji", method="gera", modality="../etc",
                              points=100, k=10, colour_by="class"), "not in the list of choices"),
+    # only shipped budgets: one no task ships, one shipped for another task, a path
+    ("/text_to_images", dict(model="shipped:emoji", budget=1000, baseline="asif", text="a pizza",
+                             k=3), "not in the list of choices|No shipped emoji checkpoints at N"),
+    ("/neighbourhoods", dict(model="shipped:emoji", budget=713, method="gera", modality="a",
+                             points=100, k=10, colour_by="class"),
+     "No shipped emoji checkpoints at N = 713: the budgets shipped for emoji are 30, 300, 7987"),
+    ("/speech_to_transcripts", dict(model="shipped:spoken-words", budget="../etc",
+                                    baseline="asif", audio=None, k=3),
+     "not in the list of choices|No shipped spoken-words checkpoints"),
 ])
 def test_hostile_query_parameters_are_refused(client, endpoint, args, problem):
     with pytest.raises(AppError, match=problem) as err:

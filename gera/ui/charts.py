@@ -151,3 +151,38 @@ def jaccard_histogram(jaccard: np.ndarray, k: int) -> go.Figure:
                       height=300, showlegend=False, template="plotly_white",
                       margin=dict(l=40, r=10, t=50, b=40))
     return fig
+
+
+def budget_figure(curves, selected: Optional[int]) -> go.Figure:
+    """A small chart: the headline metric against the paired budget N (log scale), one line per
+    method (± std where measured over seeds), the shipped budgets marked and ``selected``
+    highlighted. ``curves``: a ``gera.ui.budgets.BudgetCurves`` (None: an empty chart)."""
+    fig = go.Figure()
+    if curves is None:
+        fig.update_layout(title="No shipped budgets for this model", height=280, **_LAYOUT)
+        return fig
+    for method, points in curves.series.items():
+        xs, ys, errs = zip(*sorted(points))
+        fig.add_trace(go.Scatter(x=xs, y=ys, error_y=dict(array=errs, thickness=1, width=3),
+                                 name=method, mode="lines+markers",
+                                 line=dict(color=METHOD_COLOURS.get(method), width=2),
+                                 marker=dict(size=6)))
+    # The shipped budgets as vertical lines, drawn as traces (data coordinates on a log axis,
+    # unlike shapes); the chosen one solid and labelled.
+    top = max([m + e for points in curves.series.values() for _, m, e in points] + [1.0]) * 1.08
+    for budget in curves.shipped:
+        chosen = budget == selected
+        fig.add_trace(go.Scatter(
+            x=[budget, budget], y=[0, top], mode="lines+text" if chosen else "lines",
+            text=["", f"N = {budget}"] if chosen else None, textposition="bottom right",
+            textfont=dict(size=11), showlegend=False, hoverinfo="skip",
+            line=dict(color="#444" if chosen else "#bbb", width=2 if chosen else 1,
+                      dash="solid" if chosen else "dot")))
+    fig.update_xaxes(type="log", title_text="paired budget N")
+    fig.update_yaxes(title_text=f"{curves.metric_name} (%)", rangemode="tozero")
+    fig.update_layout(title=dict(text=f"{curves.task}: {curves.metric_name} vs N",
+                                 font=dict(size=14)),
+                      height=300, template="plotly_white", margin=dict(l=50, r=10, t=40, b=40),
+                      legend=dict(orientation="h", x=0, y=-0.25, yanchor="top",
+                                  font=dict(size=10)))
+    return fig

@@ -62,9 +62,10 @@ def build_app(config: Optional[AppConfig] = None, warm_up: bool = True) -> gr.Bl
             with gr.Tab("Train & compare"):
                 train = train_tab.build(config)
             with gr.Tab("Neighbourhoods") as nbhd_tab:
-                nbhd = neighbourhoods_tab.build(shipped, session, nbhd_tab, guards.queries)
+                nbhd = neighbourhoods_tab.build(shipped, session, nbhd_tab, guards.queries,
+                                              config.results)
             with gr.Tab("Retrieval playground"):
-                retr = retrieval_tab.build(shipped, session, guards.queries)
+                retr = retrieval_tab.build(shipped, session, guards.queries, config.results)
             with gr.Tab("About"):
                 gr.Markdown(about_markdown(config.results, shipped.groups.values()),
                             latex_delimiters=LATEX)

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from gera.alignments import Standardizer
 from gera.evaluate import knn_jaccard, trustworthiness
-from gera.geometry import knn
+from gera.geometry import centre_modalities, knn, modality_gap
 from gera.ui import charts
 from gera.ui.models import ModelSet
 from gera.ui.projection import umap_2d
@@ -38,6 +38,17 @@ class NeighbourhoodView:
     joint_classes: Optional[list[str]]
     summary: dict
     k: int
+    gap: float = 0.0  # distance between the two modalities' mean aligned vectors
+    centred: bool = False  # the joint view has each modality mean-centred
+
+
+GAP_NOTE = ("**Two islands?** That is the *modality gap*: the two heads' outputs occupy different "
+            "cones of the aligned space (here the modalities' mean vectors are {gap:.2f} apart). "
+            "Retrieval ranks by relative similarity, so the gap is not a failure. ")
+GAP_ACTIONS = ("Tick “Centre each modality” to subtract each modality's mean (and re-normalise): "
+               "partners then appear next to each other.",
+               "Shown centred: each modality's mean subtracted, re-normalised, so partners can "
+               "be seen next to each other.")
 
 
 def _subset(n_total: int, n: int, seed: int = 0) -> np.ndarray:
@@ -46,9 +57,11 @@ def _subset(n_total: int, n: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_total, n, replace=False))
 
 
-def compute_view(models: ModelSet, method: str, side: str, n_points: int, k: int) -> NeighbourhoodView:
+def compute_view(models: ModelSet, method: str, side: str, n_points: int, k: int,
+                 centred: bool = False) -> NeighbourhoodView:
     """Project ``n_points`` gallery items of ``side`` ("a" or "b") before and after ``method``'s
-    alignment (the same points in both), and ``n_points`` of both modalities jointly."""
+    alignment (the same points in both), and ``n_points`` of both modalities jointly (with
+    ``centred``, each modality mean-centred first: ``gera.geometry.centre_modalities``)."""
     gallery = models.gallery_a if side == "a" else models.gallery_b
     aligned_gallery = models.aligned[method][0 if side == "a" else 1]
     rows = _subset(len(gallery.indices), n_points)
@@ -64,7 +77,11 @@ def compute_view(models: ModelSet, method: str, side: str, n_points: int, k: int
     rows_a = _subset(len(models.gallery_a.indices), half, seed=1)
     rows_b = _subset(len(models.gallery_b.indices), half, seed=2)
     za, zb = models.aligned[method]
-    joint = umap_2d(np.concatenate([za[rows_a], zb[rows_b]]))
+    za, zb = za[rows_a], zb[rows_b]
+    gap = modality_gap(za, zb)
+    if centred:
+        za, zb = centre_modalities(za, zb)
+    joint = umap_2d(np.concatenate([za, zb]))
     name_a, name_b = SIDE_NAMES.get(models.modality_a, "A"), SIDE_NAMES["text"]
     joint_classes = None
     if models.gallery_a.classes is not None and models.gallery_b.classes is not None:
@@ -85,13 +102,13 @@ def compute_view(models: ModelSet, method: str, side: str, n_points: int, k: int
         joint_texts=[models.gallery_a.texts[i] for i in rows_a]
                     + [models.gallery_b.texts[i] for i in rows_b],
         joint_modality=[name_a] * len(rows_a) + [name_b] * len(rows_b),
-        joint_classes=joint_classes, summary=summary, k=k)
+        joint_classes=joint_classes, summary=summary, k=k, gap=gap, centred=centred)
 
 
 def figures(view: NeighbourhoodView, colour_by: str, selected: Optional[int]
-            ) -> tuple[go.Figure, go.Figure, go.Figure, go.Figure, str]:
-    """(before, after, joint, histogram, summary markdown). ``colour_by``: "class" or
-    "jaccard"; ``selected``: a point position, or None."""
+            ) -> tuple[go.Figure, go.Figure, go.Figure, go.Figure, str, str]:
+    """(before, after, joint, histogram, summary markdown, the joint plot's note).
+    ``colour_by``: "class" or "jaccard"; ``selected``: a point position, or None."""
     highlight = None
     if selected is not None and 0 <= selected < len(view.texts):
         highlight = {"selected": selected, "before": view.nn_before[selected],
@@ -110,9 +127,11 @@ def figures(view: NeighbourhoodView, colour_by: str, selected: Optional[int]
     # not) is what the eye sees; the symbol tells the modality.
     joint = charts.scatter(view.joint, view.joint_texts, symbols=symbols,
                            classes=view.joint_classes or view.joint_modality,
-                           title=f"Joint aligned space: ○ {name_a}, × {name_b}")
+                           title=f"Joint aligned space: ○ {name_a}, × {name_b}"
+                                 + (" · centred" if view.centred else ""))
+    gap_note = GAP_NOTE.format(gap=view.gap) + GAP_ACTIONS[view.centred]
     return (before, after, joint, charts.jaccard_histogram(view.jaccard, view.k),
-            summary_markdown(view, selected if highlight else None))
+            summary_markdown(view, selected if highlight else None), gap_note)
 
 
 def summary_markdown(view: NeighbourhoodView, selected: Optional[int]) -> str:

@@ -223,7 +223,7 @@ def _checkpoint_files(result: CompareResult, settings: CompareSettings, folder: 
     folder.mkdir(parents=True, exist_ok=True)
     label = without_server_paths(settings.task)
     paths = [str(p) for p in save_result_alignments(result, settings, folder, label)]
-    results_path = folder / f"{checkpoint_stem(settings.task)}-N{settings.budget}-results.json"
+    results_path = folder / f"{checkpoint_stem(settings.task, settings.budget)}-results.json"
     text = without_server_paths(json.dumps(result.to_json(), indent=2))
     atomic_write(results_path, lambda f: f.write(text.encode()))
     return paths + [str(results_path)]
@@ -251,7 +251,8 @@ def run_training(form: TrainForm, config: AppConfig, folder: Path,
     models = build_model_set("session", title, settings.task, settings.task_options, split,
                              last.config["encoder_a"], last.config["encoder_b"],
                              last.alignments, means, config.gallery_limit, progress=report,
-                             cache=cache, thumbnails=run_folder / "thumbnails")
+                             cache=cache, thumbnails=run_folder / "thumbnails",
+                             budget=settings.budget)
     downloads = _checkpoint_files(last, settings, run_folder / "checkpoints")
     for earlier in folder.glob("run-*"):  # this run replaces the session's last one
         if earlier != run_folder:
