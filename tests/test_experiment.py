@@ -102,10 +102,10 @@ def test_train_command_writes_loadable_checkpoints(tmp_path):
     from gera.checkpoint import load_alignment
 
     assert main(["train", *SMALL_FASHION, "--methods", "gera,asif", "--out", str(tmp_path)]) == 0
-    alignment, meta = load_alignment(tmp_path / "fashion-mnist-gera")
+    alignment, meta = load_alignment(tmp_path / "fashion-mnist-N30-gera")
     assert meta["method"] == "gera" and meta["encoder_a"] == "mobilenet_v2"
     assert alignment.embed_a(np.ones((1, 1280), np.float32)).shape == (1, 256)
-    assert (tmp_path / "fashion-mnist-asif.safetensors").is_file()
+    assert (tmp_path / "fashion-mnist-N30-asif.safetensors").is_file()
 
 
 @pytest.mark.slow
@@ -117,7 +117,10 @@ def test_a_tiny_budget_runs_every_method_without_tuning():
     assert result.seeds == [0, 1]  # a repeated seed is run once
     assert result.config["validation"].startswith("none")
     for name, rec in result.methods.items():
-        assert rec.chosen == [result.config["grids"][name][0]] * 2
+        if method_class(name).selects:  # nothing to choose by: the featured method
+            assert [c["method"] for c in rec.chosen] == [featured()] * 2
+            continue
+        assert rec.chosen == [result.config["search"][name]["start"][0]] * 2
         assert len(rec.metrics["zero_shot_top1"].values) == 2
         if method_class(name).trained:  # nothing to stop on: every step runs, the last is kept
             assert rec.best_step == [20, 20]
