@@ -17,7 +17,8 @@ run fashion-mnist-100-propagation compare --task fashion-mnist --budget 100 --me
 run fashion-mnist-100-pool  ablate  --task fashion-mnist --budget 100 --param pool --values 0,100,1000,5000 --alpha 10
 "$PY" scripts/semi_diagnostics.py --task fashion-mnist --budget 100 --methods pseudo,propagation \
     --out results/fashion-mnist-100-semi-diagnostics.json > results/fashion-mnist-100-semi-diagnostics.txt
-run emoji-300               compare --task emoji --budget 300
+run emoji-300               compare --task emoji --budget 300 --fits 3 --methods gera,contrastive,procrustes,asif,cca
+run emoji-300-fits6         compare --task emoji --budget 300
 run emoji-300-alpha         ablate  --task emoji --budget 300 --param alpha --values 0.1,1,10,100
 run emoji-300-unpaired-b    ablate  --task emoji --budget 300 --param unpaired_b --values 300,1500,6000
 run emoji-300-unpaired-a    ablate  --task emoji --budget 300 --param unpaired_a --values 300,1000,3000
