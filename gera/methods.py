@@ -67,6 +67,7 @@ class Method(ABC):
     featured: ClassVar[bool] = False  # the method this studio is about (paired differences)
     selects: ClassVar[bool] = False  # chooses among the other methods rather than fitting its own
     in_default: ClassVar[bool] = True  # in a comparison that names no methods
+    fit_cost: ClassVar[int] = 1  # trainings one fit may run at most (job-size limits count these)
     twin_of: ClassVar[Optional[str]] = None  # the method this one equals with its extra term off
     registry: ClassVar[dict[str, type["Method"]]] = {}
 
@@ -404,6 +405,7 @@ class PseudoPairing(GeRA):
 
     name, label, featured, twin_of = "pseudo", "GeRA + pseudo-pairs", False, None
     in_default = False  # up to 1 + rounds trainings a fit, and it did not beat contrastive-only
+    fit_cost = 4  # 1 + the default 3 rounds
     CANDIDATES = ("all", "unpaired")
     SEARCH = SearchSpace({"candidates": CANDIDATES, "mutual": (True, False),
                           "weight": (0.25, 0.5, 1.0)},
@@ -531,7 +533,7 @@ class Auto(Method):
     In ``compare`` it costs nothing extra: it chooses among the comparison's own tuned fits.
     """
 
-    name, label, selects = "auto", "auto", True
+    name, label, selects, fit_cost = "auto", "auto", True, 0  # in a comparison: the others' fits
 
     def __init__(self, config: Optional[TrainConfig] = None, seed: int = 0, fits: int = 6,
                  candidates: Optional[tuple] = None):

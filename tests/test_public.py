@@ -236,3 +236,16 @@ def test_hostile_query_parameters_are_refused(client, endpoint, args, problem):
     with pytest.raises(AppError, match=problem) as err:
         client.predict(**args, api_name=endpoint)
     assert "/etc" not in str(err.value).replace("../etc", "")
+
+
+def test_a_method_whose_fit_runs_several_trainings_counts_them_against_the_job_limit():
+    from gera.errors import GeraError
+    from gera.ui.form import TrainForm
+    from gera.ui.limits import Limits
+    from gera.ui.training import _check_size
+
+    limits = Limits(max_fits=6)
+    form = TrainForm(seeds=1, grid_size=1)
+    _check_size(form, [30], ["gera", "contrastive", "auto"], limits)  # auto reuses their fits
+    with pytest.raises(GeraError, match="asks for 8 fits"):  # pseudo-pairs: up to 4 trainings
+        _check_size(form, [30], ["pseudo", "gera", "contrastive", "cca", "asif"], limits)

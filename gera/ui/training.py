@@ -51,16 +51,19 @@ def _whole(value, name: str) -> int:
     return int(text)
 
 
-def _check_size(form: TrainForm, budgets: Sequence[int], n_methods: int, limits: Limits) -> None:
+def _check_size(form: TrainForm, budgets: Sequence[int], methods: Sequence[str],
+                limits: Limits) -> None:
     """Refuse a job bigger than this app allows before any work starts."""
     steps, seeds, grid = int(form.max_steps), int(form.seeds), int(form.grid_size)
     if limits.max_steps is not None and steps > limits.max_steps:
         raise GeraError(f"At most {limits.max_steps} training steps per fit here (asked for "
                         f"{steps}).")
-    fits = len(budgets) * seeds * n_methods * max(grid, 1)
+    # A method's fit may run several trainings (pseudo-pairs' rounds): the limit counts them.
+    per_seed = sum(method_class(m).fit_cost for m in methods)
+    fits = len(budgets) * seeds * per_seed * max(grid, 1)
     if limits.max_fits is not None and fits > limits.max_fits:
-        raise GeraError(f"This job asks for {fits} fits (budgets × seeds × methods × tuning "
-                        f"grid: {len(budgets)} × {seeds} × {n_methods} × {max(grid, 1)}); at most "
+        raise GeraError(f"This job asks for {fits} fits (budgets × seeds × methods' trainings × "
+                        f"tuning grid: {len(budgets)} × {seeds} × {per_seed} × {max(grid, 1)}); at most "
                         f"{limits.max_fits} per job here. Tick fewer of them.")
 
 
@@ -116,7 +119,7 @@ def settings_for(form: TrainForm, task_name: str,
     encoders = [form.encoder_a or None, form.encoder_b or None]
     if config.allowed_encoders is not None:
         encoders = [check_allowed(e, config.allowed_encoders) if e else None for e in encoders]
-    _check_size(form, budgets, len(methods), config.limits)
+    _check_size(form, budgets, methods, config.limits)
     task = get_task(task_name, **options)
     if budgets[-1] > task.max_budget():
         raise GeraError(f"Paired budget {budgets[-1]} is beyond the data: task '{task_name}' "
