@@ -39,7 +39,7 @@ def _add_common(p: argparse.ArgumentParser, budget: bool = True) -> None:
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help="comma-separated subset of " + ",".join(METHODS))
     p.add_argument("--encoder-a", default=None, help="image/speech encoder (default: the task's)")
-    p.add_argument("--encoder-b", default=None, help="text encoder (default: minilm)")
+    p.add_argument("--encoder-b", default=None, help="text encoder (default: minilm; phonetic for speech tasks)")
     p.add_argument("--unpaired-a", type=int, default=None, help="unpaired A pool size (default: the task's)")
     p.add_argument("--unpaired-b", type=int, default=None, help="unpaired B pool size (default: the task's)")
     p.add_argument("--fits", "--grid-size", dest="grid_size", type=int, default=6,
@@ -222,13 +222,12 @@ def _embed_on_ray(args, data, sides) -> None:
 
     from gera.data import parse_task_options
     from gera.distributed import embed_with_ray, ray_session
-    from gera.encoders import DEFAULT_ENCODERS, get_encoder
+    from gera.encoders import get_encoder
 
-    names = {"a": args.encoder_a, "b": args.encoder_b}
     options = parse_task_options(args.task_option)
     with ray_session(args.ray, num_cpus=args.workers, num_gpus=None):
         for side, items, encoder, indices in sides:
-            name = names[side] or DEFAULT_ENCODERS[items.modality]
+            name = encoder.name
             count = embed_with_ray(
                 data.cache, encoder, items, partial(get_encoder, name, items.modality),
                 partial(_task_side, args.task, options, side), indices, workers=args.workers,

@@ -47,11 +47,15 @@ def zero_shot(alignment: Alignment, images: np.ndarray, labels: np.ndarray,
     return {f"zero_shot_top{k}": float((rank < k).mean()) for k in ks if k <= scores.shape[1]}
 
 
-def pair_matches(a_ids: np.ndarray, b_ids: np.ndarray) -> np.ndarray:
-    """``correct[i, j]``: pair j's items are a right answer for pair i's query — the same A item
-    or the same B item (an image with two captions; two identical captions)."""
-    a_ids, b_ids = np.asarray(a_ids), np.asarray(b_ids)
-    return (a_ids[:, None] == a_ids[None, :]) | (b_ids[:, None] == b_ids[None, :])
+def distinct_matches(a_ids: np.ndarray, b_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct items of a list of pairs: ``rows_a``/``rows_b`` pick one pair row per distinct
+    A/B item, and ``correct[i, j]`` says distinct A item i is paired with distinct B item j (an
+    image with two captions, or a transcript said in two recordings, has two right answers)."""
+    _, rows_a, inv_a = np.unique(np.asarray(a_ids), return_index=True, return_inverse=True)
+    _, rows_b, inv_b = np.unique(np.asarray(b_ids), return_index=True, return_inverse=True)
+    correct = np.zeros((len(rows_a), len(rows_b)), dtype=bool)
+    correct[inv_a.reshape(-1), inv_b.reshape(-1)] = True
+    return rows_a, rows_b, correct
 
 
 def retrieval(alignment: Alignment, a: np.ndarray, b: np.ndarray,
@@ -59,16 +63,17 @@ def retrieval(alignment: Alignment, a: np.ndarray, b: np.ndarray,
               ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
     """Recall@k both directions on held-out pairs (row i of ``a`` ↔ row i of ``b``).
 
-    Candidates are all rows of the other side. ``a_ids``/``b_ids`` name the items, so a duplicate
-    of the true partner, or another caption of the same image, counts as correct.
+    ``a_ids``/``b_ids`` name the items (default: every row its own item). Each distinct A item
+    queries the distinct B items and vice versa, so a transcript said in two recordings is one
+    candidate, not two, and counts as one query; any partner of the query is a right answer.
     """
     n = len(a)
-    correct = pair_matches(np.arange(n) if a_ids is None else a_ids,
-                           np.arange(n) if b_ids is None else b_ids)
-    sims = alignment.embed_a(a) @ alignment.embed_b(b).T
+    rows_a, rows_b, correct = distinct_matches(np.arange(n) if a_ids is None else a_ids,
+                                               np.arange(n) if b_ids is None else b_ids)
+    sims = alignment.embed_a(a[rows_a]) @ alignment.embed_b(b[rows_b]).T
     out = {}
-    for direction, s in (("a2b", sims), ("b2a", sims.T)):
-        rank = ranks(s, correct)
+    for direction, s, right in (("a2b", sims, correct), ("b2a", sims.T, correct.T)):
+        rank = ranks(s, right)
         for k in ks:
             out[f"recall@{k}_{direction}"] = float((rank < k).mean())
     return out

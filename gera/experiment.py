@@ -20,8 +20,8 @@ from gera.cache import EmbeddingCache
 from gera.data.base import Split, Task
 from gera.embedded import EmbeddedTask, split_items
 from gera.errors import GeraError
-from gera.evaluate import (linear_probe, mean_reciprocal_rank, neighbourhood_metrics, pair_matches,
-                           retrieval, zero_shot, zero_shot_scores)
+from gera.evaluate import (distinct_matches, linear_probe, mean_reciprocal_rank,
+                           neighbourhood_metrics, retrieval, zero_shot, zero_shot_scores)
 from gera.methods import (METHODS, Auto, Pairs, Unpaired, featured, featured_twin, method_class,
                           tune_method)
 from gera.results import (AblationResult, CompareResult, Evaluated, Event, FitResult, FitStarted,
@@ -51,8 +51,8 @@ def validation_score(data: EmbeddedTask, split: Split, metric: str) -> Callable[
         return score
 
     ia, ib = split.val_pairs[:, 0], split.val_pairs[:, 1]
-    xa, xb = data.a(ia), data.b(ib)
-    correct = pair_matches(ia, ib)
+    rows_a, rows_b, correct = distinct_matches(ia, ib)
+    xa, xb = data.a(ia[rows_a]), data.b(ib[rows_b])
 
     def score(alignment: Alignment) -> float:
         sims = alignment.embed_a(xa) @ alignment.embed_b(xb).T

@@ -49,21 +49,30 @@ def diffusion_operator(w: torch.Tensor) -> torch.Tensor:
 
 
 def info_nce(za: torch.Tensor, zb: torch.Tensor, logit_scale: torch.Tensor,
-             weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+             weights: Optional[torch.Tensor] = None,
+             positives: Optional[torch.Tensor] = None) -> torch.Tensor:
     """CLIP's symmetric InfoNCE over a batch of M pairs (row i of ``za`` pairs with row i of ``zb``).
 
     ``za``, ``zb`` are unit vectors; ``logit_scale`` is log(1/temperature) (the trainer clamps it
-    at log 100, as CLIP does). Two pairs sharing an item need no special target: identical rows
-    get identical logits, and the loss equals the one with both counted as positives.
-    ``weights`` (M,): each pair's weight in both directions' mean (e.g. pseudo-pairs down-weighted);
-    ``None`` = all 1.
+    at log 100, as CLIP does). ``weights`` (M,): each pair's weight in both directions' mean (e.g.
+    pseudo-pairs down-weighted); ``None`` = all 1.
+    ``positives`` (M, M) bool, the diagonal set: multi-positive InfoNCE, -log of the softmax mass
+    on every positive. It matters where rows repeat: a text said by three voices is one query row
+    three times, and plain InfoNCE asks each copy for a different clip (equal pulls whatever the
+    clips), where this one asks for any of them. ``None`` = plain InfoNCE.
     """
     logits = logit_scale.exp() * za @ zb.T
-    target = torch.arange(len(za), device=za.device)
-    if weights is None:
-        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-    per_pair = (F.cross_entropy(logits, target, reduction="none")
-                + F.cross_entropy(logits.T, target, reduction="none"))
+    if positives is None:
+        target = torch.arange(len(za), device=za.device)
+        if weights is None:
+            return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        per_pair = (F.cross_entropy(logits, target, reduction="none")
+                    + F.cross_entropy(logits.T, target, reduction="none"))
+    else:
+        per_pair = sum(torch.logsumexp(s, 1) - torch.logsumexp(s.masked_fill(~pos, -torch.inf), 1)
+                       for s, pos in ((logits, positives), (logits.T, positives.T)))
+        if weights is None:
+            return 0.5 * per_pair.mean()
     return 0.5 * (weights * per_pair).sum() / weights.sum().clamp_min(1e-12)
 
 

@@ -182,6 +182,7 @@ class GeRA(Method):
         """One run of the shared training loop on ``objective``, its history on the alignment."""
         from gera.train import train  # lazy: keeps torch out of the CLI's start-up
 
+        objective.multi_positive = self.config.multi_positive
         result = train(pairs.a, pairs.b, unpaired.a, unpaired.b, objective, self.config,
                        self.seed, validate, progress, should_stop, method=self.name)
         alignment = result.alignment

@@ -101,6 +101,7 @@ class Batch:
     pool_a: Optional[torch.Tensor] = None  # (pool_batch,)
     pool_b: Optional[torch.Tensor] = None
     weights: Optional[torch.Tensor] = None  # (m,) each pair's InfoNCE weight; None = all 1
+    positives: Optional[torch.Tensor] = None  # (m, m) pairs sharing an item; None = the diagonal
     # (propagation) neighbourhoods of some of the batch's pairs, and which pairs they belong to
     spread_a: Optional[torch.Tensor] = None  # (p, k+1) pool rows, the paired anchor first
     spread_b: Optional[torch.Tensor] = None
@@ -131,6 +132,8 @@ class ContrastiveObjective:
 
     ``pair_weights`` (one per training pair, in the order ``train`` gets them; None = all 1)
     weights each pair in InfoNCE: how pseudo-pairs are down-weighted beside the real ones.
+    ``multi_positive``: every pair of the batch that shares the query's item is a positive
+    (``TrainConfig.multi_positive``).
     """
 
     coverage: Optional[Coverage] = None  # regularisers that draw from the pools set it
@@ -138,6 +141,7 @@ class ContrastiveObjective:
     def __init__(self, batch_size: int = 256):
         self.batch_size = batch_size
         self.pair_weights: Optional[np.ndarray] = None
+        self.multi_positive = False
 
     def diagnostics(self) -> dict[str, float]:
         """What the history records besides the loss: pool coverage where there is any."""
@@ -155,14 +159,18 @@ class ContrastiveObjective:
         weights = (None if self.pair_weights is None else
                    torch.as_tensor(self.pair_weights, dtype=torch.float32)[pick])
         pick = pick.to(pair_rows_a.device)
-        return Batch(pair_rows_a[pick], pair_rows_b[pick],
+        rows_a, rows_b = pair_rows_a[pick], pair_rows_b[pick]
+        # Rows are distinct items (train.pool_rows), so equal rows are the same clip or text.
+        positives = ((rows_a[:, None] == rows_a[None]) | (rows_b[:, None] == rows_b[None])
+                     if self.multi_positive else None)
+        return Batch(rows_a, rows_b, positives=positives,
                      weights=None if weights is None else weights.to(pair_rows_a.device))
 
     def loss(self, batch: Batch, a: Side, b: Side,
              logit_scale: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``(loss, its terms by name)`` for the history."""
         (za,), (zb,) = a.embed(batch.pairs_a), b.embed(batch.pairs_b)
-        con = info_nce(za, zb, logit_scale, batch.weights)
+        con = info_nce(za, zb, logit_scale, batch.weights, batch.positives)
         return con, {"con": con}
 
 
@@ -207,7 +215,7 @@ class GeometricObjective(ContrastiveObjective):
     def loss(self, batch, a, b, logit_scale):
         za, hood_za = a.embed(batch.pairs_a, batch.neighbourhoods_a)
         zb, hood_zb = b.embed(batch.pairs_b, batch.neighbourhoods_b)
-        con = info_nce(za, zb, logit_scale, batch.weights)
+        con = info_nce(za, zb, logit_scale, batch.weights, batch.positives)
         geo = self.geometric_term(batch, a, b, hood_za, hood_zb)
         return con + self.alpha * geo, {"con": con, "geo": geo}
 
@@ -251,7 +259,7 @@ class StructureObjective(ContrastiveObjective):
         extra = batch.pool_a is not None
         za, *pool_za = a.embed(batch.pairs_a, *([batch.pool_a] if extra else []))
         zb, *pool_zb = b.embed(batch.pairs_b, *([batch.pool_b] if extra else []))
-        con = info_nce(za, zb, logit_scale, batch.weights)
+        con = info_nce(za, zb, logit_scale, batch.weights, batch.positives)
         regulariser = 0.5 * sum(
             structure_loss(side.original[torch.cat([pairs, *pool])],
                            torch.cat([z, *pool_z]), self.levels, self.tau)
@@ -315,7 +323,7 @@ class PropagationObjective(GeometricObjective):
                                           *([batch.neighbourhoods_a] if geo_on else []))
         zb, spread_zb, *hood_zb = b.embed(batch.pairs_b, batch.spread_b,
                                           *([batch.neighbourhoods_b] if geo_on else []))
-        con = info_nce(za, zb, logit_scale, batch.weights)
+        con = info_nce(za, zb, logit_scale, batch.weights, batch.positives)
         terms = {"con": con}
         total = con
         if geo_on:

@@ -60,6 +60,9 @@ def format_table(result: CompareResult) -> str:
         c = result.ceiling
         lines += ["", f"supervised ceiling (linear probe, {c['n_labels']} labels): top-1 "
                       f"{100 * c['linear_probe_top1']:.1f}"]
+    note = result.config.get("split", {}).get("zero_shot_note")
+    if note and any(m.startswith("zero_shot") for m in metrics):
+        lines += ["", note]
     lines += ["", "chosen on validation (per seed): " +
               "; ".join(f"{n}: {', '.join(fmt_params(p) for p in r.chosen)}"
                         for n, r in result.methods.items())]

@@ -214,10 +214,12 @@ class Evaluated:
 Event = Union[EmbedProgress, FitStarted, TrainStep, Evaluated]
 
 
-def comparisons_by_budget(folder, task: str) -> tuple[list[CompareResult], list[str]]:
+def comparisons_by_budget(folder, task: str, encoders: Optional[tuple[str, str]] = None
+                          ) -> tuple[list[CompareResult], list[str]]:
     """The comparisons of ``task`` saved in ``folder`` (``*.json`` written by ``compare`` or
     ``sweep`` with ``--json``; ablations are left out, they vary a setting), one per budget:
-    sweeps first, then single comparisons at budgets no sweep has. Returns the results by
+    sweeps first, then single comparisons at budgets no sweep has; only those with ``encoders``
+    (A, B) where given, so an encoder ablation never joins the curve. Returns the results by
     budget and the names of the files they came from. Unreadable files are skipped."""
     import json
     from pathlib import Path
@@ -238,7 +240,8 @@ def comparisons_by_budget(folder, task: str) -> tuple[list[CompareResult], list[
                 else [] if "runs" in payload else [CompareResult.from_json(payload)]
         except (KeyError, TypeError, AttributeError):
             continue
-        new = [r for r in runs if r.task == task and r.budget not in found]
+        new = [r for r in runs if r.task == task and r.budget not in found and (
+            encoders is None or (r.config.get("encoder_a"), r.config.get("encoder_b")) == encoders)]
         for r in new:
             found[r.budget] = r
         if new:

@@ -36,6 +36,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     temperature: float = 0.07  # initial InfoNCE temperature (learned)
     batch_size: int = 256  # pairs per step (all of them when there are fewer)
+    multi_positive: bool = False  # InfoNCE counts every pair sharing the query's item as positive
     max_steps: int = 1000
     eval_every: int = 10  # steps between validation checks
     patience: int = 10  # validation checks without improvement before stopping

@@ -102,6 +102,45 @@ def test_info_nce_symmetric_and_lowest_for_true_pairs():
     assert perfect < shuffled and perfect < info_nce(za, zb, scale).item()
 
 
+def test_multi_positive_info_nce():
+    g = torch.Generator().manual_seed(0)
+    za, zb = unit(torch.randn(6, 8, generator=g)), unit(torch.randn(6, 8, generator=g))
+    scale = torch.tensor(np.log(1 / 0.07))
+    diagonal = torch.eye(6, dtype=torch.bool)
+    plain = info_nce(za, zb, scale).item()
+    assert info_nce(za, zb, scale, positives=diagonal).item() == pytest.approx(plain, rel=1e-6)
+    # Two clips (rows 0, 1 of za) of one transcript: the text is the same row twice in zb.
+    zb[1] = zb[0]
+    both = diagonal.clone()
+    both[0, 1] = both[1, 0] = True
+    plain, multi = info_nce(za, zb, scale).item(), info_nce(za, zb, scale, positives=both).item()
+    # The text's two rows no longer ask for one clip each, but for either: a lower loss.
+    assert multi < plain - 1e-3
+
+
+def test_multi_positive_reaches_training():
+    pairs, unpaired, _ = synthetic_world()
+    repeated = Pairs(pairs.a, np.repeat(pairs.b[::3], 3, axis=0)[:len(pairs.b)])  # texts ×3
+    fits = [Contrastive(TrainConfig(**FAST, multi_positive=flag), seed=0).fit(repeated, unpaired)
+            for flag in (False, True)]
+    assert not np.allclose(fits[0].embed_b(repeated.b[:5]), fits[1].embed_b(repeated.b[:5]))
+
+
+def test_retrieval_ranks_distinct_items():
+    class Identity:
+        embed_a = embed_b = staticmethod(lambda x: np.asarray(x, np.float32))
+
+    # Three recordings; the last two say one transcript, so B holds that text twice.
+    a = np.array([[0.2, 0.9], [0.0, 1.0], [0.0, 1.0]])
+    b = np.array([[0.6, 0.8], [0.0, 1.0], [0.0, 1.0]])
+    r = retrieval(Identity(), a, b, a_ids=np.array([0, 1, 2]), b_ids=np.array([7, 8, 8]),
+                  ks=(1, 2))
+    # a2b: recording 0 ranks its text second of the 2 DISTINCT texts (the repeated one is one
+    # candidate, not two); b2a: 2 distinct texts query, each right.
+    assert r["recall@1_a2b"] == pytest.approx(2 / 3) and r["recall@2_a2b"] == 1.0
+    assert r["recall@1_b2a"] == 1.0
+
+
 def test_knn_excludes_self_and_finds_nearest():
     x = np.array([[1, 0], [0.99, 0.1], [0, 1], [-1, 0]], np.float32)
     idx, sims = knn(x, 2)

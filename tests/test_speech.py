@@ -8,7 +8,7 @@ import pytest
 import soundfile
 
 from gera.data import get_task
-from gera.data.spoken_words import SOUNDS_DIR, SpokenWords, real_recordings
+from gera.data.spoken_words import SOUNDS_DIR, VOICES_PER_TEXT, SpokenWords, real_recordings
 from gera.data.tts import Entry, Synthesiser, all_voices, synthesise
 from gera.encoders import get_encoder, list_encoders
 from gera.encoders import speech
@@ -212,6 +212,48 @@ def test_spoken_words_split(tmp_path):
     assert len(split.zero_shot.class_names) == 63
     again = task.split(40, seed=3, unpaired_a=30, unpaired_b=50)
     assert np.array_equal(again.train_pairs, split.train_pairs)
+
+
+def test_budget_counts_clip_transcript_pairs(tmp_path):
+    task = get_task("spoken-words", speech_dir=str(tmp_path), test_set="words")
+    n_voices, largest = len(task.voices), task.max_budget()
+    assert largest > 4 * len(task.entries)  # thousands of pairs, not one per text
+    with pytest.raises(GeraError, match="out of range"):
+        task.split(largest + 1, seed=0)
+    splits = {b: task.split(b, seed=2) for b in (1000, 3000, largest)}
+    for budget, split in splits.items():
+        clips, texts = split.train_pairs[:, 0], split.train_pairs[:, 1]
+        assert len(split.train_pairs) + len(split.val_pairs) == budget
+        assert len(np.unique(clips)) == len(clips)  # each pair its own clip
+        assert (clips // n_voices == texts).all()  # and that clip says the pair's text
+        assert np.bincount(texts).max() <= VOICES_PER_TEXT
+        assert not set(split.unpaired_a) & set(clips)
+    assert np.bincount(splits[largest].train_pairs[:, 1]).max() == VOICES_PER_TEXT
+    # a larger budget adds voices to the same texts: its pairs include the smaller one's
+    assert set(map(tuple, splits[1000].train_pairs)) <= set(map(tuple, splits[3000].train_pairs))
+    # Every seed draws from one fixed grid of clips (what bounds synthesis and embedding):
+    # a text is spoken by at most VOICES_PER_TEXT + 1 voices however many seeds run.
+    voices_of = {}
+    for seed in range(4):
+        split = task.split(largest, seed)
+        for clip in np.concatenate([split.train_pairs[:, 0], split.unpaired_a]):
+            voices_of.setdefault(clip // n_voices, set()).add(clip % n_voices)
+    assert max(map(len, voices_of.values())) <= VOICES_PER_TEXT + 1
+
+
+def test_phonetic_encoder_hears_sound_not_meaning():
+    encoder = get_encoder("phonetic")
+    assert encoder.modality == "text" and "phonetic" in list_encoders("text")
+    texts = ["seven", "heaven", "eight", "the letter b", "the letter d", "bravo"]
+    emb = encoder.embed(texts)
+    assert emb.shape == (6, encoder.dim)
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    sims = emb @ emb.T
+    assert sims[0, 1] > sims[0, 2]  # "seven" sounds like "heaven", means "eight"
+    assert sims[3, 4] > sims[3, 5]
+    assert np.array_equal(encoder.embed(["heaven"])[0], emb[1])  # independent of its batch
+    with pytest.raises(GeraError, match="not a str"):
+        encoder.embed([b"seven"])
 
 
 def test_speech_folder(tmp_path, word_clips):

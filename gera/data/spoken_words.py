@@ -31,6 +31,10 @@ from gera.paths import speech_root
 SOUNDS_DIR = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 ZERO_SHOT_TEMPLATES = ["{}", "the word {}", "someone saying {}"]
+ZERO_SHOT_NOTE = ("zero_shot_* = real-voice word classification: 63 words (digits, letters, NATO) "
+                  "said by the real test voice; the words themselves may be training texts or "
+                  "in the text pool, so it measures transfer from synthetic to real speech, not "
+                  "unseen classes")
 
 # --- vocabulary ---------------------------------------------------------------------------------
 
@@ -76,6 +80,12 @@ DIRECTIONS = ["up", "down", "left", "right", "back", "forward", "home", "out"]
 _EMOJI_SKIP = re.compile(r"\b(sign|symbol|mark|button|with|variation|squared|circled|negative|"
                          r"regional|digit|latin|keycap|combining|arrow|ideograph|selector)\b")
 MAX_EMOJI_NAMES = 300
+# A text is spoken in training pairs and the speech pool by at most this many voices (the first
+# of its fixed voice order, the validation voice skipped). It bounds what the task ever
+# synthesises and embeds to about texts × (VOICES_PER_TEXT + 1) ≈ 9,300 clips (~4 min of
+# whisper_base on 2 cores) however many seeds and budgets run, and sets the largest budget.
+VOICES_PER_TEXT = 12
+VOICE_ORDER_SEED = 20261126
 
 
 def template_phrases() -> list[str]:
@@ -184,10 +194,12 @@ class SpokenWords(Task):
     Per split seed: one voice is held out for validation (never the only voice of its engine);
     the validation texts (the budget's validation share, one clip each, all by that voice), the
     training texts, the audio-only texts and the text-only texts are disjoint slices of a
-    permutation of the vocabulary. Training pairs cycle through the training texts, each time with
-    another training voice, so a budget beyond the number of training texts repeats texts with new
-    voices. Voices are drawn engine first, so each engine speaks about equally often.
-    Unpaired A: clips by training voices of training or audio-only texts (never a paired clip).
+    permutation of the vocabulary. The budget N counts clip–transcript pairs: training pairs
+    cycle through the training texts, the k-th time with the text's k-th voice, so a budget beyond
+    the number of training texts repeats texts with new voices, up to ``VOICES_PER_TEXT`` each.
+    Each text has one fixed voice order for every seed, drawn engine first (each engine speaks
+    about equally often).
+    Unpaired A: clips of training or audio-only texts by their voices (never a paired clip).
     Unpaired B: the text-only texts. Nothing real is in any of these.
 
     Test (fixed): every real recording ↔ its transcript (``test_pairs``), against all test
@@ -296,18 +308,36 @@ class SpokenWords(Task):
         return [self.recordings[r].group or "other" if r is not None else "synthetic"
                 for r in rows]
 
+    def _val_cap(self) -> int:
+        """At most this many validation pairs: one clip each of distinct texts, by one voice."""
+        return len(self.entries) // 4
+
     def max_budget(self) -> int:
-        return len(self.entries)
+        """Validation at its cap, plus every training text (half of the rest; the other half is
+        the text pool) spoken by all of its ``VOICES_PER_TEXT`` voices."""
+        return self._val_cap() + (len(self.entries) - self._val_cap()) // 2 * VOICES_PER_TEXT
+
+    def _voice_orders(self) -> np.ndarray:
+        """(texts, voices): each text's voices in a fixed, engine-balanced random order, the same
+        for every split, so all splits draw from one small grid of clips (and a text's pairs at
+        budget N are among its pairs at any larger budget)."""
+        rng = np.random.default_rng(VOICE_ORDER_SEED)
+        everyone = np.arange(len(self.voices))
+        weights = self._voice_weights(everyone)
+        return np.stack([rng.choice(everyone, size=len(everyone), replace=False, p=weights)
+                         for _ in self.entries])
 
     def _holdable_voices(self) -> np.ndarray:
         engines = [engine_of(v) for v in self.voices]
         return np.array([i for i, e in enumerate(engines) if engines.count(e) > 1], np.int64)
 
     def _voice_weights(self, voices: np.ndarray) -> np.ndarray:
-        """Sampling weights that give each engine the same share, split evenly within it."""
-        engines = [engine_of(self.voices[v]) for v in voices]
-        per_engine = {e: engines.count(e) for e in engines}
-        w = np.array([1.0 / (len(per_engine) * per_engine[e]) for e in engines])
+        """Sampling weights over ``voices`` (a voice may repeat) that give each engine the same
+        share, split evenly within it."""
+        engine_ids = {e: i for i, e in enumerate(ENGINES)}
+        engines = np.array([engine_ids[engine_of(self.voices[v])] for v in voices], np.int64)
+        present, inverse, counts = np.unique(engines, return_inverse=True, return_counts=True)
+        w = 1.0 / (len(present) * counts[inverse])
         return w / w.sum()
 
     def split(self, budget: int, seed: int, unpaired_a: Optional[int] = None,
@@ -321,15 +351,12 @@ class SpokenWords(Task):
             raise GeraError("spoken-words needs an engine with two or more voices to hold one out "
                             "for validation: include 'espeak-ng' or 'flite' in engines.")
         val_voice = int(rng.choice(holdable))
-        train_voices = np.setdiff1d(np.arange(n_voices), [val_voice])
-        weights = self._voice_weights(train_voices)
+        # Each text's own voices: the first VOICES_PER_TEXT of its fixed order, bar the held-out one.
+        orders = self._voice_orders()
+        text_voices = np.stack([row[row != val_voice][:VOICES_PER_TEXT] for row in orders])
 
-        n_val = n_val_pairs(budget, val_fraction)
+        n_val = min(n_val_pairs(budget, val_fraction), self._val_cap())
         n_train = budget - n_val
-        if n_val > n_texts // 4:
-            raise GeraError(f"spoken-words: {n_val} validation pairs need as many distinct texts, "
-                            f"more than a quarter of its {n_texts}. Use a smaller val_fraction "
-                            "or budget.")
         order = rng.permutation(n_texts)
         val_texts, rest = order[:n_val], order[n_val:]
         if unpaired_b is not None and not 0 <= unpaired_b <= len(rest) - 1:
@@ -347,28 +374,27 @@ class SpokenWords(Task):
         text_only = rest[len(rest) - size_b:]
         audio_texts = rest[:len(rest) - size_b]  # training texts + audio-only texts
 
-        # Text k of the cycle gets its own voices, drawn without replacement.
+        # Pairs cycle through the training texts; the k-th pair of a text is its k-th voice.
         per_text = np.bincount(np.arange(n_train) % n_train_texts, minlength=n_train_texts)
-        if per_text.max() > len(train_voices):
+        if per_text.max() > VOICES_PER_TEXT:
             raise GeraError(f"spoken-words: {n_train} training pairs over {n_train_texts} texts "
-                            f"need {per_text.max()} voices per text, but only "
-                            f"{len(train_voices)} training voices exist. Use a smaller budget or "
-                            "unpaired_b, or more engines.")
+                            f"need {per_text.max()} voices per text, but a text is spoken by at "
+                            f"most {VOICES_PER_TEXT}. Use a budget of at most "
+                            f"{self.max_budget()} (or a smaller unpaired_b).")
         train_a, train_b = [], []
         for text, count in zip(train_texts, per_text):
-            voices = rng.choice(train_voices, size=count, replace=False, p=weights)
-            train_a += [self.clip_index(int(text), int(v)) for v in voices]
+            train_a += [self.clip_index(int(text), int(v)) for v in text_voices[text, :count]]
             train_b += [int(text)] * count
         val_a = [self.clip_index(int(t), val_voice) for t in val_texts]
 
-        candidates = (audio_texts[:, None] * n_voices + train_voices[None, :]).reshape(-1)
-        candidate_w = np.tile(weights, len(audio_texts))
+        candidates = (audio_texts[:, None] * n_voices + text_voices[audio_texts]).reshape(-1)
+        candidate_w = self._voice_weights(text_voices[audio_texts].reshape(-1))
         free = ~np.isin(candidates, train_a)
         candidates, candidate_w = candidates[free], candidate_w[free]
         if unpaired_a is not None and not 0 <= unpaired_a <= len(candidates):
             raise GeraError(f"spoken-words can make {len(candidates)} unpaired clips at this "
-                            f"budget (texts × training voices); asked for unpaired_a={unpaired_a}. "
-                            f"Ask for at most {len(candidates)}.")
+                            f"budget (texts × their voices, paired clips excluded); asked for "
+                            f"unpaired_a={unpaired_a}. Ask for at most {len(candidates)}.")
         size_a = min(self.default_unpaired_a, len(candidates)) if unpaired_a is None else unpaired_a
         pool_a = rng.choice(candidates, size=size_a, replace=False,
                             p=candidate_w / candidate_w.sum())
@@ -384,11 +410,13 @@ class SpokenWords(Task):
             val_zero_shot=None,
             info={"task": self.name, "budget": budget, "seed": seed, "n_train": n_train,
                   "n_val": n_val, "n_train_texts": int(n_train_texts),
+                  "clips_per_text": int(per_text.max()),
                   "n_unpaired_a": int(size_a), "n_unpaired_b": int(size_b),
                   "n_test_pairs": len(test_pairs), "n_test_transcripts": len(set(self.test_b)),
                   "n_zero_shot": 0 if self._zero_shot is None else len(self._zero_shot.labels),
                   "vocabulary": n_texts, "voices": n_voices,
                   "validation_voice": self.voices[val_voice],
+                  "zero_shot_note": ZERO_SHOT_NOTE,
                   "note": "train/val/pool speech is synthetic; test speech is real (one human "
                           "speaker, Asterisk prompts) and never in a pair or pool"},
         )

@@ -32,7 +32,7 @@ HUB_SUGGESTIONS = {"image": ["openclip:ViT-B-32:laion2b_s34b_b79k", "hf:google/v
                    "speech": ["hf:facebook/wav2vec2-base"]}
 # On a public app, the encoders a visitor may pick unless GERA_ALLOWED_ENCODERS says otherwise:
 # the bundled ones and those suggestions, well-known models of modest size.
-PUBLIC_ENCODERS = ("mobilenet_v2", "efficientnet_lite0", "minilm", "speech_embedding",
+PUBLIC_ENCODERS = ("mobilenet_v2", "efficientnet_lite0", "minilm", "phonetic", "speech_embedding",
                    "whisper_base", *(name for names in HUB_SUGGESTIONS.values() for name in names))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Optional, Sequence
 
-from gera.encoders import DEFAULT_ENCODERS
+from gera.encoders import default_encoders
 from gera.methods import DEFAULT_METHODS
 from gera.settings import TrainConfig
 
@@ -24,8 +24,8 @@ class TrainForm:
     task: str = "emoji"  # a task name, or UPLOAD / FOLDER
     upload: Optional[str] = None  # the uploaded .zip of pairs (task = UPLOAD)
     folder: str = ""  # a folder on the server (task = FOLDER, where allowed)
-    encoder_a: str = DEFAULT_ENCODERS["image"]
-    encoder_b: str = DEFAULT_ENCODERS["text"]
+    encoder_a: str = default_encoders("image")[0]
+    encoder_b: str = default_encoders("image")[1]
     budgets: Sequence[str] = ("100",)  # paired budgets N; several = a sweep
     unpaired_a: str = ""  # blank = the task's default pool
     unpaired_b: str = ""

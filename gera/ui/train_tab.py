@@ -7,7 +7,7 @@ from typing import Sequence
 import gradio as gr
 
 from gera.data import public_task_options_help
-from gera.encoders import DEFAULT_ENCODERS, list_encoders
+from gera.encoders import default_encoders, list_encoders
 from gera.encoders.hub import hub_reachable
 from gera.errors import GeraError
 from gera.results import TrainStep
@@ -126,16 +126,18 @@ def build(config: AppConfig) -> TrainTab:
     @errors_as_ui
     def pair_chosen(pair_value):
         choices = task_choices(pair_value, config.allow_server_folders)
+        default_a, default_b = default_encoders(pair_value)
         return (gr.Dropdown(choices=choices, value=choices[0][1]),
                 gr.Dropdown(choices=encoder_choices(pair_value, hub, config.allowed_encoders),
-                            value=DEFAULT_ENCODERS[pair_value]))
+                            value=default_a),
+                gr.Dropdown(value=default_b))
 
     @errors_as_ui
     def task_chosen(task_value):
         return (gr.File(visible=task_value == UPLOAD), gr.Textbox(visible=task_value == FOLDER),
                 gr.Textbox(info=_options_help(task_value, config.public)))
 
-    pair.change(pair_chosen, pair, [task, encoder_a], show_progress="hidden",
+    pair.change(pair_chosen, pair, [task, encoder_a, encoder_b], show_progress="hidden",
                 api_visibility="private")
     task.change(task_chosen, task, [upload, folder, task_options], show_progress="hidden",
                 api_visibility="private")
