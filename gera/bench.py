@@ -18,7 +18,7 @@ from gera.embedded import EmbeddedTask, split_items
 from gera.encoders import get_encoder
 from gera.encoders.throughput import measure_throughput
 from gera.experiment import validation_score
-from gera.methods import featured, featured_twin, label, method_class
+from gera.methods import METHODS, featured, featured_twin, label, method_class
 from gera.settings import TrainConfig
 from gera.train import train
 
@@ -68,11 +68,54 @@ def encoder_costs(n_items: int) -> dict:
     return out
 
 
+def speech_words(folder: str) -> bool:
+    """``--speech-words``: the single-word check (``gera.speech_check``) of every shipped
+    spoken-words checkpoint at the largest budget. True when the featured method meets the
+    target."""
+    from pathlib import Path
+
+    from gera.checkpoint import load_alignment
+    from gera.speech_check import TARGET_TOP5, SingleWords
+
+    task = get_task("spoken-words")
+    largest = task.max_budget()
+    paths = sorted(Path(folder).glob(f"spoken-words-N{largest}-*.safetensors"))
+    if not paths:
+        print(f"no spoken-words checkpoints at N = {largest} in {folder}: run "
+              "`bash scripts/make_checkpoints.sh spoken-words`")
+        return False
+    loaded = {meta["method"]: (alignment, meta)
+              for alignment, meta in (load_alignment(p) for p in paths)}
+    first = next(iter(loaded.values()))[1]
+    words = SingleWords(task, first["encoder_a"], first["encoder_b"])
+    print(f"single words — {len(words.words)} words (digits, letters, NATO) said by held-out "
+          f"synthetic voices, among all {len(words.texts)} texts of spoken-words; checkpoints "
+          f"N = {largest} ({first['encoder_a']} ↔ {first['encoder_b']}) in {folder}")
+    print(f"{'method':<14}{'top-5, mean':>12}  per voice ({', '.join(words.voices)})")
+    met = False
+    for name in [m for m in METHODS if m in loaded]:
+        result = words.check(loaded[name][0], k=5)
+        ok = result.rate >= TARGET_TOP5
+        met |= ok and name == featured()
+        per_voice = "  ".join(f"{100 * r:5.1f}" for r in result.rate_by_voice.values())
+        print(f"{name:<14}{100 * result.rate:11.1f}%  {per_voice}  {'✅' if ok else '❌'}")
+        if name == featured() and result.misses:
+            print(f"  {label(name)} misses (first voice): " + ", ".join(
+                f"{w} → {t}" for w, t in result.misses.items()))
+    print(f"target: ≥ {100 * TARGET_TOP5:.0f} % in the top 5 for {label(featured())} — "
+          f"{'met' if met else 'MISSED'}")
+    return met
+
+
 def main(args) -> None:
     if getattr(args, "scale", False):
         from gera.scale import run
 
         run(args.scale_sizes, args.scale_dim, args.scale_steps)
+        return
+    if getattr(args, "speech_words", False):
+        if not speech_words(args.checkpoints):
+            raise SystemExit(1)
         return
     cfg = TrainConfig()
     t = training_costs(args.task, args.budget, args.repeats, args.device)

@@ -290,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pool sizes for --scale")
     p.add_argument("--scale-dim", type=int, default=384, help="pool A's dimension for --scale")
     p.add_argument("--scale-steps", type=int, default=200, help="training steps timed per size")
+    p.add_argument("--speech-words", action="store_true",
+                   help="instead: the 63 single words said by held-out synthetic voices, top-5 "
+                        "among all spoken-words texts, for the shipped checkpoints at the largest "
+                        "budget; exits 1 when GeRA misses the 80 %% target")
+    p.add_argument("--checkpoints", default="checkpoints", help="folder for --speech-words")
     p.set_defaults(func=lambda a: __import__("gera.bench", fromlist=["main"]).main(a))
     return parser
 
