@@ -158,12 +158,16 @@ def cmd_report(args) -> None:
     from gera.report import format_ablation, format_search_spaces, format_sweep, format_table
     from gera.results import AblationResult, result_from_json
 
+    if args.all:
+        report_all(args)
+        return
     if args.tuning:
         n, dim_a, dim_b = args.tuning
         print(format_search_spaces(n, dim_a, dim_b))
         return
     if args.path is None:
-        raise GeraError("Give a results file written with --json, or --tuning N,DIM_A,DIM_B.")
+        raise GeraError("Give a results file written with --json, --tuning N,DIM_A,DIM_B or "
+                        "--all.")
     try:
         result = result_from_json(json.loads(args.path.read_text()))
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
@@ -175,6 +179,32 @@ def cmd_report(args) -> None:
         print(format_ablation(result))
     else:
         print(format_table(result))
+
+
+def report_all(args) -> None:
+    """``report --all``: every named experiment of ``gera.results_set`` whose JSON is missing or
+    out of date, run one after another, then every figure and sweep summary; the wall times go
+    to stdout and to results/report-all.txt."""
+    import time
+    from functools import partial
+
+    from gera.results_set import format_outcomes, run_all, select, write_figures
+
+    start = time.perf_counter()
+    names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    log = partial(print, file=sys.stderr, flush=True)
+    outcomes = run_all(args.results, names, force=args.force, run=not args.figures_only, log=log)
+    write_figures(select(names), args.results, log=log)
+    command = " ".join(["python -m gera report --all"] + (["--only", args.only] if args.only
+                                                           else [])
+                       + ["--force"] * args.force + ["--figures-only"] * args.figures_only)
+    table = format_outcomes(outcomes, time.perf_counter() - start, command)
+    print(table)
+    path = args.results / "report-all.txt"
+    atomic_write(path, lambda f: f.write((table + "\n").encode()))
+    failed = [o.name for o in outcomes if o.status == "failed"]
+    if failed:
+        raise GeraError(f"{len(failed)} experiment(s) failed: {', '.join(failed)} (see above).")
 
 
 def cmd_train(args) -> None:
@@ -264,6 +294,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "these input dimensions (the README's tuning table)")
     p.add_argument("--metrics", default="recall@1_a2b,zero_shot_top1,knn_jaccard_a",
                    help="metrics for a sweep's tables")
+    p.add_argument("--all", action="store_true",
+                   help="instead: run every named experiment (gera/results_set.py) whose "
+                        "results/NAME.json is missing or from another command, then write every "
+                        "figure (results/figures/NAME.html, .png) and sweep summary")
+    p.add_argument("--only", default=None, metavar="NAME,...", help="with --all: just these")
+    p.add_argument("--force", action="store_true", help="with --all: re-run even current results")
+    p.add_argument("--figures-only", action="store_true",
+                   help="with --all: run nothing, draw figures from the JSONs there are")
+    p.add_argument("--results", type=Path, default=Path("results"),
+                   help="with --all: the results folder")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("train", help="fit the methods on one seed and save checkpoints")
     _add_common(p)

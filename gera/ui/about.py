@@ -1,15 +1,22 @@
-"""The About tab's text: what GeRA is, its loss, the project's documented choices, and the
-measured results with the commands that made them — read from the repository at start-up, so the
-tab never disagrees with README.md, results/ or checkpoints/."""
+"""The About tab: what GeRA is, its loss, the project's documented choices, the measured
+results with the commands that made them, and their figures — read from the repository at
+start-up, so the tab never disagrees with README.md, results/ or checkpoints/. The figures are
+drawn here from the results' JSON by the library's own function (``gera.results_set.figure``),
+so the app needs no image files and no image exporter."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 from typing import Iterable
 
+import gradio as gr
+
+from gera import results_set
 from gera.report import TABLE_METRICS
 from gera.ui.config import REPO_ROOT
 from gera.ui.models import ShippedGroup
+
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 INTRO = r"""
 ### What GeRA is
@@ -40,7 +47,6 @@ Procrustes, ASIF (training-free relative representations) and regularised CCA.
 """
 
 _CHOICES_HEADING = "## The method as implemented (documented choices)"
-_RESULT_LINE = re.compile(r'^run\s+(\S+)\s+(.+)$')
 _REDIRECT_LINE = re.compile(r'-m (gera[\w.]*)(.*?)\s*>\s*results/(\S+)\.txt')
 
 
@@ -55,39 +61,44 @@ def documented_choices(readme: Path = REPO_ROOT / "README.md") -> str:
     return ("### Documented choices (this project's, not the paper's)\n" + body)
 
 
-def result_commands(script: Path) -> dict[str, str]:
-    """results/NAME.txt → the command that wrote it, read from the reproduce script."""
-    commands = {}
-    if not script.is_file():
-        return commands
-    for line in script.read_text().splitlines():
-        line = line.strip()
-        match = _RESULT_LINE.match(line)
-        if match:
-            name, args = match.groups()
-            commands[name] = f"python -m gera {args} --json results/{name}.json"
-            continue
-        match = _REDIRECT_LINE.search(line)
+def result_commands(script: Path, results: Path) -> dict[str, str]:
+    """results/NAME.txt → the command that wrote it: the named experiments (and their sweeps'
+    summaries), then what the reproduce script writes besides (the benchmarks)."""
+    commands = {"report-all": "python -m gera report --all"}
+    for experiment in results_set.EXPERIMENTS:
+        commands[experiment.name] = experiment.command
+        summary = results_set.summary_command(experiment, results)
+        if summary:
+            commands[f"{experiment.name}-summary"] = summary
+    for line in script.read_text().splitlines() if script.is_file() else []:
+        match = _REDIRECT_LINE.search(line.strip())
         if match:
             module, args, name = match.groups()
-            commands[name] = f"python -m {module}{args}"
+            commands.setdefault(name, f"python -m {module}{args}")
     return commands
 
 
 def measured_results(results: Path, script: Path) -> str:
-    commands = result_commands(script)
+    commands = result_commands(script, results)
+    # A table saved by an earlier command than today's says so, and how it differs.
+    earlier = {e.name: f" — saved by an earlier command ({'; '.join(problems)})"
+               for e in results_set.EXPERIMENTS
+               if (problems := results_set.out_of_date(e, results_set.load(e, results)))
+               and problems != ["missing"]}
     blocks = []
     for path in sorted(results.glob("*.txt")):
         text = path.read_text().strip()
         if not text:
             continue
         command = commands.get(path.stem, f"see {script.name}")
-        blocks.append(f"**results/{path.name}** — `{command}`\n\n```\n{text}\n```")
+        blocks.append(f"**results/{path.name}** — `{command}`{earlier.get(path.stem, '')}"
+                      f"\n\n```\n{text}\n```")
     if not blocks:
         return ("### Measured results\nNo measured results in `results/` yet: "
-                f"`bash scripts/{script.name}` writes them (about an hour on 2 CPU cores).")
+                "`python -m gera report --all` writes them (hours on 2 CPU cores).")
     return ("### Measured results\nEach table is the output of the command beside it "
-            f"(all of them: `bash scripts/{script.name}`).\n\n" + "\n\n".join(blocks))
+            f"(all of them: `python -m gera report --all`, with the benchmarks "
+            f"`bash scripts/{script.name}`).\n\n" + "\n\n".join(blocks))
 
 
 def shipped_results(groups: Iterable[ShippedGroup], script: Path) -> str:
@@ -111,9 +122,31 @@ def shipped_results(groups: Iterable[ShippedGroup], script: Path) -> str:
             "the comparison above.\n\n" + "\n".join(lines))
 
 
-def about_markdown(results: Path, groups: Iterable[ShippedGroup]) -> str:
+def figure_or_note(experiment: results_set.Experiment, results: Path):
+    """The experiment's figure sized for the page, or a note saying why there is none."""
+    try:
+        fig = results_set.figure(experiment, results)
+    except (KeyError, TypeError, ValueError, IndexError, StopIteration) as err:
+        return f"results/{experiment.name}.json cannot be drawn ({type(err).__name__}: {err})."
+    if fig is None:
+        return results_set.missing_note(experiment)
+    return fig.update_layout(width=None, autosize=True)  # the page's width, not the PNG's
+
+
+def build(results: Path, groups: Iterable[ShippedGroup]) -> None:
+    """The tab's content, inside ``gr.Tab("About")``: the text, the figures (one ``gr.Plot``
+    per experiment with a figure, or its note), then the tables."""
     scripts = REPO_ROOT / "scripts"
-    parts = [INTRO, documented_choices(),
-             measured_results(results, scripts / "reproduce-results.sh"),
-             shipped_results(groups, scripts / "make_checkpoints.sh")]
-    return "\n\n".join(p for p in parts if p)
+    gr.Markdown("\n\n".join([INTRO, documented_choices()]), latex_delimiters=LATEX)
+    gr.Markdown("### Figures\nDrawn from `results/*.json` (mean ± std over seeds; each "
+                "caption names the command that made its data). `python -m gera report --all` "
+                "also writes them as `results/figures/NAME.html` and `.png`.")
+    for experiment in filter(results_set.has_figure, results_set.EXPERIMENTS):
+        shown = figure_or_note(experiment, results)
+        if isinstance(shown, str):
+            gr.Markdown(f"**{experiment.name}** — {shown}")
+        else:
+            gr.Plot(shown, label=experiment.name)
+    gr.Markdown("\n\n".join(p for p in [
+        measured_results(results, scripts / "reproduce-results.sh"),
+        shipped_results(groups, scripts / "make_checkpoints.sh")] if p))

@@ -7,8 +7,7 @@ from typing import Optional
 
 import gradio as gr
 
-from gera.ui import neighbourhoods_tab, retrieval_tab, train_tab
-from gera.ui.about import about_markdown
+from gera.ui import about, neighbourhoods_tab, retrieval_tab, train_tab
 from gera.ui.config import AppConfig
 from gera.ui.device import device_label
 from gera.ui.models import ShippedModels
@@ -19,7 +18,6 @@ from gera.ui.workspace import end_session, sweep_sessions
 # Queries are cheap: several users' queries run at once. Training and projections have their
 # own, smaller limits (train_tab, neighbourhoods_tab).
 QUERY_CONCURRENCY = 4
-LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 
 def _warm_up(shipped: ShippedModels) -> None:
@@ -67,8 +65,7 @@ def build_app(config: Optional[AppConfig] = None, warm_up: bool = True) -> gr.Bl
             with gr.Tab("Retrieval playground"):
                 retr = retrieval_tab.build(shipped, session, guards.queries, config.results)
             with gr.Tab("About"):
-                gr.Markdown(about_markdown(config.results, shipped.groups.values()),
-                            latex_delimiters=LATEX)
+                about.build(config.results, shipped.groups.values())
         shipped_choices = {m: shipped.choices(m) for m in (None, "image", "speech")}
         train_tab.wire(train, config, guards, session, shipped_choices,
                        [(nbhd.source, None), (retr.image_source, "image"),
