@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from gera.encoders import (DEFAULT_ENCODERS, get_encoder, list_encoders,
+from gera.encoders import (DEFAULT_ENCODERS, default_encoders, get_encoder, list_encoders,
                            load_efficientnet_lite0_classifier, load_mobilenet_v2_classifier)
 from gera.encoders.throughput import measure_throughput
 from gera.errors import GeraError
@@ -132,7 +132,9 @@ def test_bad_requests_are_explained(name, modality, match):
 
 def test_list_encoders_offers_the_defaults():
     assert set(DEFAULT_ENCODERS.values()) <= set(list_encoders())
-    assert list_encoders("text") == ["minilm"]
+    for modality in ("image", "speech"):
+        assert set(default_encoders(modality)) <= set(list_encoders())
+    assert list_encoders("text") == ["minilm", "phonetic"]
     assert list_encoders("image") == ["mobilenet_v2", "efficientnet_lite0"]
 
 

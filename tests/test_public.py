@@ -225,9 +225,9 @@ def test_one_flag_makes_an_app_public(monkeypatch):
     # only shipped budgets: one no task ships, one shipped for another task, a path
     ("/text_to_images", dict(model="shipped:emoji", budget=1000, baseline="asif", text="a pizza",
                              k=3), "not in the list of choices|No shipped emoji checkpoints at N"),
-    ("/neighbourhoods", dict(model="shipped:emoji", budget=713, method="gera", modality="a",
+    ("/neighbourhoods", dict(model="shipped:emoji", budget=3382, method="gera", modality="a",
                              points=100, k=10, colour_by="class"),
-     "No shipped emoji checkpoints at N = 713: the budgets shipped for emoji are 30, 300, 7987"),
+     "No shipped emoji checkpoints at N = 3382: the budgets shipped for emoji are 30, 300, 7987"),
     ("/speech_to_transcripts", dict(model="shipped:spoken-words", budget="../etc",
                                     baseline="asif", audio=None, k=3),
      "not in the list of choices|No shipped spoken-words checkpoints"),

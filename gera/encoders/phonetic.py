@@ -5,7 +5,7 @@ space is sound, so a few pairs must map sound onto meaning, and a transcript the
 covered lands wherever its meaning does. This encoder gives the text side the same currency as
 speech: espeak-ng's grapheme-to-phoneme rules turn the text into phonemes (``espeak-ng -q -x``,
 en-us; no audio is made), and the embedding is a bag of phoneme n-grams (1 to 3 symbols, with word
-boundaries) hashed into ``PHONETIC_DIM`` bins, square-root counts, unit length. It has no weights
+boundaries) hashed into ``PHONETIC_DIM`` bins (``phonetic:<bins>`` for another number), square-root counts, unit length. It has no weights
 and needs no network; each text is embedded on its own, so an item's embedding never depends on
 the others (the embedding cache relies on that).
 """
@@ -22,7 +22,9 @@ import numpy as np
 from gera.encoders.base import Encoder, Progress
 from gera.errors import GeraError
 
-PHONETIC_DIM = 2048
+# Hash bins. More bins, fewer collisions but larger text heads (a shipped checkpoint's first
+# layer is dim × 512): results/spoken-words-3382-phonetic2048.txt measures 2048 against this.
+PHONETIC_DIM = 1024
 PHONETIC_VOICE = "en-us"
 NGRAMS = (1, 2, 3)
 _STRESS = str.maketrans("", "", "',")  # primary and secondary stress marks
@@ -63,7 +65,8 @@ class PhoneticEncoder(Encoder):
     def __init__(self, dim: int = PHONETIC_DIM, workers: int = 4):
         if shutil.which("espeak-ng") is None:
             raise GeraError("The phonetic text encoder needs espeak-ng: `apt-get install espeak-ng`.")
-        self.name, self.dim, self.workers = "phonetic", dim, workers
+        self.name = "phonetic" if dim == PHONETIC_DIM else f"phonetic:{dim}"
+        self.dim, self.workers = dim, workers
         ngrams = "".join(map(str, NGRAMS))
         self.preprocessing = f"espeak-ng-x:{PHONETIC_VOICE},nostress,ngrams{ngrams},crc32%{dim},sqrt,l2"
 
