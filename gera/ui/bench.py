@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -93,8 +94,8 @@ def wait_until_warm(client) -> float:
 class PageClient:
     """Sends text → image queries the way the app's own page does: one kept-alive connection and
     one session; each query joins the queue (``POST /gradio_api/queue/join``) and its answer is
-    read from the session's event stream (``GET /gradio_api/queue/data``). Its own cost is a few
-    hundred microseconds a query, so what it times is the server."""
+    read from the session's event stream (``GET /gradio_api/queue/data``). It builds nothing per
+    query, so what it times is the server and the loopback connection."""
 
     def __init__(self, url: str, api_name: str = "text_to_images"):
         import httpx
@@ -103,8 +104,8 @@ class PageClient:
         config = self.http.get("/config").json()
         dep = next(d for d in config["dependencies"] if d.get("api_name") == api_name)
         kinds = {c["id"]: c.get("type") for c in config["components"]}
-        self.fn_index, self.inputs = dep["id"], dep["inputs"]
-        self.is_state = [kinds[i] == "state" for i in self.inputs]
+        self.fn_index = dep["id"]
+        self.is_state = [kinds[i] == "state" for i in dep["inputs"]]
         info = self.http.get("/gradio_api/info").json()["named_endpoints"][f"/{api_name}"]
         self.names = [p["parameter_name"] for p in info["parameters"]]
         self.session = secrets.token_hex(8)
@@ -144,7 +145,7 @@ def _median_p95(times: list[float]) -> str:
     return f"{statistics.median(ranked):4.0f} / {p95:4.0f} ms (n = {len(ranked)})"
 
 
-def query_latency_http(url: str, quiet_queries: int = 40, train: bool = True) -> dict:
+def query_latency_http(url: str, quiet_queries: int = 40) -> dict:
     """Text → image latency through HTTP, by two clients taking turns: the page's way
     (``PageClient``) and ``gradio_client`` (the README's API example; every call of it builds two
     new HTTP clients, TLS certificates loaded, and polls for its answer every 50 ms). First on a
@@ -154,18 +155,16 @@ def query_latency_http(url: str, quiet_queries: int = 40, train: bool = True) ->
 
     page = PageClient(url)
     client = Client(url, verbose=False, download_files=False)
-    python = lambda **q: client.predict(**q, api_name="/text_to_images")  # noqa: E731
+    via_client = lambda **q: client.predict(**q, api_name="/text_to_images")  # noqa: E731
     out = {"page": {}, "gradio_client": {}}
-    for send in (page, python):  # warm-up: each client's first call
+    for send in (page, via_client):  # warm-up: each client's first call
         _text_query(send, 0)
     times = {"page": [], "gradio_client": []}
     for i in range(quiet_queries):
         times["page"].append(_text_query(page, i))
-        times["gradio_client"].append(_text_query(python, i))
+        times["gradio_client"].append(_text_query(via_client, i))
     for name in times:
         out[name]["quiet"] = times[name]
-    if not train:
-        return out
     d = AppConfig().defaults
     form = {**asdict(d), "budgets": list(d.budgets), "methods": list(d.methods)}
     visitor = Client(url, verbose=False, download_files=False)
@@ -176,7 +175,7 @@ def query_latency_http(url: str, quiet_queries: int = 40, train: bool = True) ->
     while not job.done():
         times["page"].append(_text_query(page, i))
         if not job.done():
-            times["gradio_client"].append(_text_query(python, i))
+            times["gradio_client"].append(_text_query(via_client, i))
         i += 1
     out["job_s"] = time.perf_counter() - t0
     out["job_status"] = job.result()[0]
@@ -186,15 +185,17 @@ def query_latency_http(url: str, quiet_queries: int = 40, train: bool = True) ->
 
 
 def print_latency(label: str, h: dict) -> None:
+    prefix = f"  {label:<14} " if label else "  "
     for name, what in (("page", "the page's protocol, one kept-alive connection"),
                        ("gradio_client", "gradio_client, the README's API example")):
         quiet, training = h[name]["quiet"], h[name].get("training")
-        line = f"  {label:<14} {what:<48} quiet {_median_p95(quiet)}"
+        line = f"{prefix}{what:<48} quiet {_median_p95(quiet)}"
         if training:
             line += f"; during the training job {_median_p95(training)}"
         print(line)
     if "job_s" in h:
-        print(f"  {label:<14} the training job beside them: {h['job_s']:.0f} s — {h['job_status'][:40]}")
+        print(f"{prefix}the training job beside them (default form, another visitor): "
+              f"{h['job_s']:.0f} s — {h['job_status'][:12]}")
 
 
 def latency(before: Optional[str], rounds: int) -> None:
@@ -226,16 +227,20 @@ def latency(before: Optional[str], rounds: int) -> None:
         if tmp is not None:
             subprocess.run(["git", "worktree", "remove", "--force", str(tmp / "before")],
                            cwd=REPO_ROOT, capture_output=True)
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def umap_3000() -> dict:
     """3,000 emoji images (held-out, then pool items of the shipped split), aligned by the
-    shipped GeRA checkpoint, projected twice: the first call pays numba's start-up."""
-    from gera.checkpoint import load_alignment
+    shipped GeRA checkpoint at the app's default budget, projected twice: the first call pays
+    numba's start-up."""
+    from gera.checkpoint import checkpoint_stem, load_alignment
     from gera.embedded import EmbeddedTask
+    from gera.ui.models import DEFAULT_BUDGET
     from gera.ui.projection import umap_2d
 
-    alignment, meta = load_alignment(AppConfig().checkpoints / "emoji-gera")
+    stem = checkpoint_stem("emoji", DEFAULT_BUDGET)
+    alignment, meta = load_alignment(AppConfig().checkpoints / f"{stem}-{featured()}")
     data = EmbeddedTask.open("emoji", {}, meta["encoder_a"], meta["encoder_b"])
     task = data.task
     split = task.split(meta["budget"], meta["seed"])
