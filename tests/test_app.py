@@ -3,24 +3,32 @@
 Small on purpose: the shipped checkpoints with a 40-item gallery, a private embedding cache, and
 a tiny training job on the 30-pair example folder.
 """
+import os
 import threading
 import time
 import zipfile
+from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from conftest import serve_app
 import soundfile
+import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from threadpoolctl import ThreadpoolController
 
+from gera.checkpoint import load_alignment
 from gera.data.spoken_words import SOUNDS_DIR
-from gera.encoders import list_encoders
+from gera.encoders import get_encoder, list_encoders
 from gera.audio import SAMPLE_RATE
 from gera.ui import AppConfig
 from gera.ui.config import EXAMPLE_FOLDER, REPO_ROOT
+from gera.ui.device import one_thread
 from gera.ui.form import FORM_FIELDS
 from gera.ui.jobs import THREAD_NAME
+from gera.ui.models import shared_thumbnails
 
 # gradio's own use of pandas warns on every table it sends; nothing to do with the app
 pytestmark = [pytest.mark.slow,  # a launched server
@@ -65,10 +73,7 @@ def test_cancelling_a_job_stops_its_worker(client):
     # emoji in an empty cache embeds thousands of images: cancel while that runs
     job = client.submit(*{**TINY_JOB, "task": "emoji", "budgets": ["300"]}.values(),
                         api_name="/train")
-    deadline = time.monotonic() + 120
-    while "Embedding" not in str(job.status().progress_data):
-        assert time.monotonic() < deadline, "the job never started embedding"
-        time.sleep(0.2)
+    _wait_until_embedding(job)
     assert _job_threads()
     job.cancel()
     deadline = time.monotonic() + 30
@@ -79,6 +84,93 @@ def test_cancelling_a_job_stops_its_worker(client):
 
 def _job_threads():
     return [t for t in threading.enumerate() if t.name == THREAD_NAME]
+
+
+def _wait_until_embedding(job):
+    deadline = time.monotonic() + 120
+    while "Embedding" not in str(job.status().progress_data):
+        assert time.monotonic() < deadline, "the job never started embedding"
+        time.sleep(0.2)
+
+
+def test_a_query_is_answered_while_a_training_job_runs(url, client):
+    # emoji in an empty cache embeds thousands of images: ask while that runs. A query that
+    # waited for the job (one queue slot, one lock) would come back after it, or never.
+    job = client.submit(*{**TINY_JOB, "task": "emoji", "budgets": ["300"]}.values(),
+                        api_name="/train")
+    _wait_until_embedding(job)
+    try:
+        ours, baseline = Client(url, verbose=False).predict(
+            model="shipped:emoji", baseline="asif", text="a pizza", k=K,
+            api_name="/text_to_images")
+        assert len(ours) == len(baseline) == K
+        assert _job_threads() and not job.done(), "the query was answered after the job ended"
+    finally:
+        job.cancel()
+        deadline = time.monotonic() + 30
+        while _job_threads() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def test_a_query_embeds_its_text_once_for_both_methods(client, monkeypatch):
+    client.predict(model="shipped:emoji", baseline="asif", text="warm", k=K,
+                   api_name="/text_to_images")  # the gallery is built (and embedded) first
+    meta = load_alignment(REPO_ROOT / "checkpoints" / "emoji-N300-gera")[1]
+    encoder = get_encoder(meta["encoder_b"], "text")  # the server's: it runs in this process
+    embedded, embed = [], encoder.embed
+    monkeypatch.setattr(encoder, "embed",
+                        lambda items, *a, **kw: embedded.append(list(items)) or embed(items, *a, **kw))
+    ours, baseline = client.predict(model="shipped:emoji", baseline="asif", text="a pizza", k=K,
+                                    api_name="/text_to_images")
+    assert len(ours) == len(baseline) == K
+    assert embedded == [["a pizza"]]
+
+
+def test_a_query_computes_on_one_thread_and_leaves_a_running_job_its_threads():
+    seen, query_inside, job_looked = {}, threading.Event(), threading.Event()
+
+    def on_two_threads():  # this thread only (OpenMP's count is per thread), whatever it had
+        torch.get_num_threads()
+        return ThreadpoolController().limit(limits=2, user_api="openmp")
+
+    def job():  # a training job's thread, running before and during the query
+        with on_two_threads():
+            seen["job before"] = torch.get_num_threads()
+            query_inside.wait(10)
+            seen["job during"] = torch.get_num_threads()
+            job_looked.set()
+
+    def query():
+        with on_two_threads():
+            with one_thread():
+                seen["query"] = torch.get_num_threads()
+                query_inside.set()
+                job_looked.wait(10)
+            seen["query after"] = torch.get_num_threads()
+
+    threads = [threading.Thread(target=job), threading.Thread(target=query)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"job before": 2, "job during": 2, "query": 1, "query after": 2}
+
+
+def test_shipped_gallery_images_are_served_from_their_own_files(url):
+    ours, _ = Client(url, verbose=False, download_files=False).predict(
+        model="shipped:emoji", baseline="asif", text="a red apple", k=K, api_name="/text_to_images")
+    root = shared_thumbnails().resolve()
+    for item in ours:  # not copied into Gradio's cache on every request
+        assert root in Path(item["image"]["path"]).resolve().parents
+        answer = httpx.get(item["image"]["url"])
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+    # served as it is, the folder opens nothing beside it: not through a link planted in it
+    link = root / f"link-{os.getpid()}.png"
+    link.symlink_to("/etc/hostname")
+    try:
+        assert httpx.get(f"{url}gradio_api/file={link}").status_code == 403
+    finally:
+        link.unlink()
 
 
 def test_an_uploaded_zip_of_pairs_trains(client, tmp_path):

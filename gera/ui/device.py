@@ -1,8 +1,11 @@
-"""Which device the app computes on, and ZeroGPU's ``spaces.GPU`` where the package exists."""
+"""Which device the app computes on, ZeroGPU's ``spaces.GPU`` where the package exists, and the
+CPU threads a query runs on."""
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
 
 import torch
 
@@ -39,3 +42,28 @@ def device_label() -> str:
         threads = torch.get_num_threads()
         return f"cpu ({threads} thread{'s' if threads > 1 else ''})"
     return device.type
+
+
+_controller = None
+_controller_lock = threading.Lock()
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the calling thread's torch (OpenMP) work on one thread. A query is a batch of one: a
+    second OpenMP thread has little to share, and when a training job or other visitors hold the
+    cores each of the forward pass's operations waits at a barrier for a partner that is not
+    running (MiniLM on one text, on the 2 cores shared with other jobs: medians of 8-38 ms on one
+    thread, 50-480 ms on two, in alternating blocks). Only this thread's count changes (OpenMP
+    keeps one per thread), so a training job running beside it keeps its own."""
+    global _controller
+    from threadpoolctl import ThreadpoolController
+
+    with _controller_lock:
+        if _controller is None:  # scans the loaded libraries: once per process
+            _controller = ThreadpoolController()
+    # torch sets a thread's OpenMP count on the thread's first parallel operation; settle it
+    # first, or that would undo the limit below.
+    torch.get_num_threads()
+    with _controller.limit(limits=1, user_api="openmp"):
+        yield

@@ -1,6 +1,8 @@
 """The whole app: header, the four tabs, the shared session state, queueing, warm-up."""
 from __future__ import annotations
 
+import functools
+import os
 import threading
 import time
 from typing import Optional
@@ -10,7 +12,7 @@ import gradio as gr
 from gera.ui import about, neighbourhoods_tab, retrieval_tab, train_tab
 from gera.ui.config import AppConfig
 from gera.ui.device import device_label
-from gera.ui.models import ShippedModels
+from gera.ui.models import ShippedModels, shared_thumbnails
 from gera.ui.projection import compile_umap
 from gera.ui.limits import Guards
 from gera.ui.workspace import end_session, sweep_sessions
@@ -18,6 +20,10 @@ from gera.ui.workspace import end_session, sweep_sessions
 # Queries are cheap: several users' queries run at once. Training and projections have their
 # own, smaller limits (train_tab, neighbourhoods_tab).
 QUERY_CONCURRENCY = 4
+# After every event Gradio's queue rebuilds a pandas table of up to its last 10,000 events for its
+# monitoring page (off here): work that grows with the server's age, on a thread that holds the
+# GIL while queries wait. Once every this many events instead (an operator's own setting wins).
+ANALYTICS_EVERY = 1000
 
 
 def _warm_up(shipped: ShippedModels) -> None:
@@ -38,6 +44,16 @@ def _sweep_every(period_s: float, ttl_s: float) -> None:
 def _end_session(request: gr.Request) -> None:
     """A visitor who leaves takes their files with them (uploads, runs, thumbnails)."""
     end_session(request.session_hash)
+
+
+@functools.cache
+def _serve_shared_thumbnails_directly() -> None:
+    """The shipped galleries' images are served from where they are rendered. Otherwise Gradio
+    checks, hashes and copies each of a text query's 16 result images into its cache on every
+    request, on the server's event loop: the largest part of a query after the model work. They
+    are thumbnails of the bundled data, written once and never changed; a visitor's own run keeps
+    going through the cache. (Process-wide in Gradio, hence once.)"""
+    gr.set_static_paths([shared_thumbnails()])
 
 
 def build_app(config: Optional[AppConfig] = None, warm_up: bool = True) -> gr.Blocks:
@@ -71,6 +87,8 @@ def build_app(config: Optional[AppConfig] = None, warm_up: bool = True) -> gr.Bl
                        [(nbhd.source, None), (retr.image_source, "image"),
                         (retr.speech_source, "speech")])
         demo.unload(_end_session)
+    _serve_shared_thumbnails_directly()
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(ANALYTICS_EVERY))
     demo.queue(default_concurrency_limit=QUERY_CONCURRENCY, max_size=config.queue_size)
     if warm_up:
         threading.Thread(target=_warm_up, args=(shipped,), daemon=True).start()

@@ -113,19 +113,25 @@ def build_gallery(task_name: str, task_options: Mapping[str, object], split: Spl
     return side_a, side_b, data.encoder_a.name, data.encoder_b.name
 
 
+def shared_thumbnails() -> Path:
+    """Where the shipped model sets' gallery images are rendered: thumbnails of the bundled
+    data, the same for every visitor (a visitor's own run renders into their own folder)."""
+    return Path(tempfile.gettempdir()) / "gera-thumbnails"
+
+
 def align_gallery(key: str, title: str, task_name: str, task_options: Mapping[str, object],
                   gallery: tuple[GallerySide, GallerySide, str, str],
                   alignments: Mapping[str, Alignment], metrics: Mapping[str, Mapping[str, float]],
                   thumbnails: Optional[Path] = None, budget: Optional[int] = None) -> ModelSet:
     """A model set from an embedded gallery (``build_gallery``) and the methods' alignments.
-    ``thumbnails`` (default: a folder per task in the temp folder) is where images the page
-    shows are written."""
+    ``thumbnails`` (default: a folder per task under ``shared_thumbnails()``) is where images
+    the page shows are written."""
     side_a, side_b, encoder_a, encoder_b = gallery
     ordered = {m: alignments[m] for m in METHODS if m in alignments}
     aligned = {m: (al.embed_a(side_a.raw), al.embed_b(side_b.raw)) for m, al in ordered.items()}
     if thumbnails is None:
         digest = hashlib.sha256(f"{key}|{task_name}|{sorted(task_options.items())}".encode())
-        thumbnails = Path(tempfile.gettempdir()) / "gera-thumbnails" / digest.hexdigest()[:24]
+        thumbnails = shared_thumbnails() / digest.hexdigest()[:24]
     return ModelSet(key, title, task_name, dict(task_options), encoder_a, encoder_b, ordered,
                     dict(metrics), side_a, side_b, aligned, thumbnails, budget)
 

@@ -1,11 +1,14 @@
 """Queries against a model set: text → images, image → texts, speech → texts.
 
-A query is embedded by the model set's encoder (never through the on-disk cache: users' queries
-are not kept), mapped by one method's alignment, and ranked against that method's aligned gallery.
+A query is embedded once by the model set's encoder (never through the on-disk cache: users'
+queries are not kept), then mapped by each asked method's alignment and ranked against that
+method's aligned gallery: every method of a model set shares its encoders, so the page's two
+answers (GeRA and a baseline) cost one encoder call, not two.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -15,6 +18,7 @@ from gera.audio import load_audio
 from gera.errors import GeraError
 from gera.images import open_image
 from gera.io import atomic_write
+from gera.ui.device import one_thread
 from gera.ui.models import ModelSet
 
 MAX_QUERY_CHARS = 500
@@ -32,8 +36,8 @@ def _needs(models: ModelSet, modality: str) -> None:
                         f"{modality}: choose a {modality} ↔ text model.")
 
 
-def text_to_items(models: ModelSet, method: str, text: str, k: int) -> list[tuple[int, float]]:
-    """The ``k`` gallery A items (gallery positions) closest to ``text``, with their scores."""
+def embed_text(models: ModelSet, text: str) -> np.ndarray:
+    """``text`` as a raw B embedding (1 × d) of the model set's text encoder."""
     text = (text or "").strip()
     if not text:
         raise GeraError("Type a description to search for, e.g. “a large cat face on the left, on "
@@ -41,8 +45,14 @@ def text_to_items(models: ModelSet, method: str, text: str, k: int) -> list[tupl
     if len(text) > MAX_QUERY_CHARS:
         raise GeraError(f"The query is {len(text)} characters long; keep it under "
                         f"{MAX_QUERY_CHARS}.")
-    alignment = models.alignment(method)
-    query = alignment.embed_b(get_encoder(models.encoder_b, "text").embed([text]))
+    with one_thread():
+        return get_encoder(models.encoder_b, "text").embed([text])
+
+
+def items_for(models: ModelSet, method: str, raw_text: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The ``k`` gallery A items (gallery positions) closest to a raw text embedding under
+    ``method``, with their scores."""
+    query = models.alignment(method).embed_b(raw_text)
     scores = models.aligned[method][0] @ query[0]
     return [(int(i), float(scores[i])) for i in _top(scores, k)]
 
@@ -64,11 +74,14 @@ def thumbnail(models: ModelSet, position: int) -> Path:
     return path
 
 
-def text_to_images(models: ModelSet, method: str, text: str, k: int) -> list[tuple[str, str]]:
-    """Gallery entries ``(image file, "score · what it shows")`` for the ``k`` best images."""
+def text_to_images(models: ModelSet, methods: Sequence[str], text: str,
+                   k: int) -> list[list[tuple[str, str]]]:
+    """For each of ``methods``: gallery entries ``(image file, "score · what it shows")`` for its
+    ``k`` best images."""
     _needs(models, "image")
-    return [(str(thumbnail(models, i)), f"{score:.3f} · {models.gallery_a.texts[i]}")
-            for i, score in text_to_items(models, method, text, k)]
+    raw = embed_text(models, text)
+    return [[(str(thumbnail(models, i)), f"{score:.3f} · {models.gallery_a.texts[i]}")
+             for i, score in items_for(models, method, raw, k)] for method in methods]
 
 
 def load_query_image(path: str | Path) -> Image.Image:
@@ -86,10 +99,18 @@ def _texts_for(models: ModelSet, method: str, raw_query: np.ndarray, k: int) -> 
             for rank, i in enumerate(_top(scores, k), start=1)]
 
 
-def image_to_texts(models: ModelSet, method: str, image: Image.Image, k: int) -> list[list]:
-    """Rows ``[rank, caption, score]`` of the ``k`` captions closest to ``image``."""
-    _needs(models, "image")
-    return _texts_for(models, method, get_encoder(models.encoder_a, "image").embed([image]), k)
+def _embed_a(models: ModelSet, modality: str, item) -> np.ndarray:
+    _needs(models, modality)
+    with one_thread():
+        return get_encoder(models.encoder_a, modality).embed([item])
+
+
+def image_to_texts(models: ModelSet, methods: Sequence[str], image: Image.Image,
+                   k: int) -> list[list[list]]:
+    """For each of ``methods``: rows ``[rank, caption, score]`` of the ``k`` captions closest to
+    ``image``."""
+    raw = _embed_a(models, "image", image)
+    return [_texts_for(models, method, raw, k) for method in methods]
 
 
 def load_query_audio(path: str | Path) -> np.ndarray:
@@ -100,7 +121,9 @@ def load_query_audio(path: str | Path) -> np.ndarray:
     return load_audio(path, "The clip")
 
 
-def speech_to_texts(models: ModelSet, method: str, clip: np.ndarray, k: int) -> list[list]:
-    """Rows ``[rank, transcript, score]`` of the ``k`` texts closest to ``clip``."""
-    _needs(models, "speech")
-    return _texts_for(models, method, get_encoder(models.encoder_a, "speech").embed([clip]), k)
+def speech_to_texts(models: ModelSet, methods: Sequence[str], clip: np.ndarray,
+                    k: int) -> list[list[list]]:
+    """For each of ``methods``: rows ``[rank, transcript, score]`` of the ``k`` texts closest to
+    ``clip``."""
+    raw = _embed_a(models, "speech", clip)
+    return [_texts_for(models, method, raw, k) for method in methods]

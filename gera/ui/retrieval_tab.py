@@ -115,7 +115,7 @@ def build(shipped: ShippedModels, session: gr.State, queries: RateLimiter,
         """One query, answered by the featured method and the chosen baseline."""
         queries.check(visitor_of(request))
         models = resolve(shipped, session_value, model, budget)
-        return [query_fn(models, method, query, int(k)) for method in (ours, baseline)]
+        return query_fn(models, (ours, baseline), query, int(k))
 
     @errors_as_ui
     def again_images(session_value, model, budget, baseline, text, image, k, request: gr.Request):
