@@ -23,7 +23,7 @@ from gera.encoders.base import Encoder, Progress
 from gera.errors import GeraError
 
 # Hash bins. More bins, fewer collisions but larger text heads (a shipped checkpoint's first
-# layer is dim × 512): results/spoken-words-3382-phonetic2048.txt measures 2048 against this.
+# layer is dim × 512): results/spoken-words-1000-phonetic2048.txt measures 2048 against this.
 PHONETIC_DIM = 1024
 PHONETIC_VOICE = "en-us"
 NGRAMS = (1, 2, 3)
