@@ -184,7 +184,8 @@ def _brief(value) -> str:
 
 
 def recorded_wall_s(payload) -> Optional[float]:
-    """The compute time a saved result records (a sweep's or an ablation's runs added up)."""
+    """The wall time a saved result records. A sweep's or an ablation's runs go to the workers
+    together (``compare_many``), each timed from the start, so the longest is the whole."""
     if isinstance(payload, list):
         runs = payload
     elif isinstance(payload, dict):
@@ -192,7 +193,7 @@ def recorded_wall_s(payload) -> Optional[float]:
     else:
         return None
     walls = [r.get("wall_s") for r in runs if isinstance(r, dict)]
-    return float(sum(walls)) if walls and None not in walls else None
+    return float(max(walls)) if walls and None not in walls else None
 
 
 def run_cli(experiment: Experiment, folder: Path) -> None:

@@ -226,3 +226,12 @@ def test_about_tab_says_when_a_table_is_from_an_earlier_command(tmp_path):
     text = about.measured_results(tmp_path, tmp_path / "reproduce-results.sh")
     assert f"`{results_set.select([ALPHA])[0].command}` — saved by an earlier command " \
            "(3 seeds, not 5)" in text
+
+
+def test_a_sweeps_recorded_time_is_its_longest_run():
+    # compare_many runs a sweep's budgets together, each timed from the start: adding them up
+    # would count the same minutes several times.
+    runs = [{"wall_s": 100.0}, {"wall_s": 250.0}, {"wall_s": 240.0}]
+    assert results_set.recorded_wall_s(runs) == 250.0
+    assert results_set.recorded_wall_s({"runs": runs}) == 250.0
+    assert results_set.recorded_wall_s([{"wall_s": None}]) is None
