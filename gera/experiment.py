@@ -38,7 +38,7 @@ def validation_score(data: EmbeddedTask, split: Split, metric: str) -> Callable[
 
     ``zero_shot``: mean reciprocal rank of the true class among the class prompts, on the
     validation pairs' A items. ``retrieval``: mean reciprocal rank of the true partner among the
-    validation pairs, both directions. Reciprocal rank rather than accuracy: with the handful of
+    distinct items of the validation pairs, both directions (any partner of an item counts). Reciprocal rank rather than accuracy: with the handful of
     validation pairs a small budget leaves, accuracy ties constantly and stops nothing.
     """
     if metric == "zero_shot" and split.val_zero_shot is not None:
@@ -56,7 +56,8 @@ def validation_score(data: EmbeddedTask, split: Split, metric: str) -> Callable[
 
     def score(alignment: Alignment) -> float:
         sims = alignment.embed_a(xa) @ alignment.embed_b(xb).T
-        return 0.5 * (mean_reciprocal_rank(sims, correct) + mean_reciprocal_rank(sims.T, correct))
+        return 0.5 * (mean_reciprocal_rank(sims, correct)
+                      + mean_reciprocal_rank(sims.T, correct.T))
     return score
 
 

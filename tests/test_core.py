@@ -141,6 +141,25 @@ def test_retrieval_ranks_distinct_items():
     assert r["recall@1_b2a"] == 1.0
 
 
+def test_validation_score_with_repeated_items():
+    from gera.data.base import Split
+    from gera.experiment import validation_score
+
+    class Embedded:  # raw embeddings by item index, as EmbeddedTask serves them
+        a = staticmethod(lambda idx: np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])[idx])
+        b = staticmethod(lambda idx: np.array([[1.0, 0.0], [0.0, 1.0]])[idx])
+
+    class Identity:
+        embed_a = embed_b = staticmethod(lambda x: np.asarray(x, np.float32))
+
+    # Recordings 0 and 1 say transcript 0, recording 2 says transcript 1: 3 × 2 distinct items.
+    none = np.zeros((0, 2), np.int64)
+    split = Split(train_pairs=none, val_pairs=np.array([[0, 0], [1, 0], [2, 1]]),
+                  unpaired_a=np.zeros(0, np.int64), unpaired_b=np.zeros(0, np.int64),
+                  test_pairs=none)
+    assert validation_score(Embedded(), split, "retrieval")(Identity()) == pytest.approx(1.0)
+
+
 def test_knn_excludes_self_and_finds_nearest():
     x = np.array([[1, 0], [0.99, 0.1], [0, 1], [-1, 0]], np.float32)
     idx, sims = knn(x, 2)

@@ -245,6 +245,16 @@ def test_budget_counts_clip_transcript_pairs(tmp_path):
     assert max(map(len, voices_of.values())) <= VOICES_PER_TEXT + 1
 
 
+def test_fewer_engines_serve_a_smaller_largest_budget(tmp_path):
+    task = get_task("spoken-words", speech_dir=str(tmp_path), test_set="words",
+                    engines=("flite",))  # 4 voices: one held out, 3 per text
+    largest = task.max_budget()
+    split = task.split(largest, seed=0)
+    assert np.bincount(split.train_pairs[:, 1]).max() == 3
+    with pytest.raises(GeraError, match="out of range"):
+        task.split(largest + 1, seed=0)
+
+
 def test_phonetic_encoder_hears_sound_not_meaning():
     encoder = get_encoder("phonetic")
     assert encoder.modality == "text" and "phonetic" in list_encoders("text")
@@ -258,6 +268,7 @@ def test_phonetic_encoder_hears_sound_not_meaning():
     assert np.array_equal(encoder.embed(["heaven"])[0], emb[1])  # independent of its batch
     with pytest.raises(GeraError, match="not a str"):
         encoder.embed([b"seven"])
+    assert encoder.embed(["seven\x00 \udcff"]).shape == (1, encoder.dim)  # hostile text: no crash
 
 
 def test_speech_folder(tmp_path, word_clips):

@@ -83,7 +83,8 @@ MAX_EMOJI_NAMES = 300
 # A text is spoken in training pairs and the speech pool by at most this many voices (the first
 # of its fixed voice order, the validation voice skipped). It bounds what the task ever
 # synthesises and embeds to about texts × (VOICES_PER_TEXT + 1) ≈ 9,300 clips (~4 min of
-# whisper_base on 2 cores) however many seeds and budgets run, and sets the largest budget.
+# whisper_base on 2 cores), plus each seed's validation clips (at most 178, by its held-out
+# voice), however many budgets run, and sets the largest budget.
 VOICES_PER_TEXT = 12
 VOICE_ORDER_SEED = 20261126
 
@@ -197,8 +198,9 @@ class SpokenWords(Task):
     permutation of the vocabulary. The budget N counts clip–transcript pairs: training pairs
     cycle through the training texts, the k-th time with the text's k-th voice, so a budget beyond
     the number of training texts repeats texts with new voices, up to ``VOICES_PER_TEXT`` each.
-    Each text has one fixed voice order for every seed, drawn engine first (each engine speaks
-    about equally often).
+    Each text has one fixed voice order for every seed, drawn engine first, so a text's first
+    voice is as likely espeak-ng as flite as piper; piper has one voice and flite four, so the
+    more voices a text has, the more of them are espeak-ng (about 63/29/8 % at 12).
     Unpaired A: clips of training or audio-only texts by their voices (never a paired clip).
     Unpaired B: the text-only texts. Nothing real is in any of these.
 
@@ -312,13 +314,17 @@ class SpokenWords(Task):
         """At most this many validation pairs: one clip each of distinct texts, by one voice."""
         return len(self.entries) // 4
 
+    def _voices_per_text(self) -> int:
+        """``VOICES_PER_TEXT``, or fewer where the engines have fewer voices (one is held out)."""
+        return min(VOICES_PER_TEXT, len(self.voices) - 1)
+
     def max_budget(self) -> int:
         """Validation at its cap, plus every training text (half of the rest; the other half is
-        the text pool) spoken by all of its ``VOICES_PER_TEXT`` voices."""
-        return self._val_cap() + (len(self.entries) - self._val_cap()) // 2 * VOICES_PER_TEXT
+        the text pool) spoken by all of its voices."""
+        return self._val_cap() + (len(self.entries) - self._val_cap()) // 2 * self._voices_per_text()
 
     def _voice_orders(self) -> np.ndarray:
-        """(texts, voices): each text's voices in a fixed, engine-balanced random order, the same
+        """(texts, voices): each text's voices in a fixed random order, engine first, the same
         for every split, so all splits draw from one small grid of clips (and a text's pairs at
         budget N are among its pairs at any larger budget)."""
         rng = np.random.default_rng(VOICE_ORDER_SEED)
@@ -353,7 +359,8 @@ class SpokenWords(Task):
         val_voice = int(rng.choice(holdable))
         # Each text's own voices: the first VOICES_PER_TEXT of its fixed order, bar the held-out one.
         orders = self._voice_orders()
-        text_voices = np.stack([row[row != val_voice][:VOICES_PER_TEXT] for row in orders])
+        per_text_cap = self._voices_per_text()
+        text_voices = np.stack([row[row != val_voice][:per_text_cap] for row in orders])
 
         n_val = min(n_val_pairs(budget, val_fraction), self._val_cap())
         n_train = budget - n_val
@@ -376,11 +383,11 @@ class SpokenWords(Task):
 
         # Pairs cycle through the training texts; the k-th pair of a text is its k-th voice.
         per_text = np.bincount(np.arange(n_train) % n_train_texts, minlength=n_train_texts)
-        if per_text.max() > VOICES_PER_TEXT:
+        if per_text.max() > per_text_cap:
             raise GeraError(f"spoken-words: {n_train} training pairs over {n_train_texts} texts "
                             f"need {per_text.max()} voices per text, but a text is spoken by at "
-                            f"most {VOICES_PER_TEXT}. Use a budget of at most "
-                            f"{self.max_budget()} (or a smaller unpaired_b).")
+                            f"most {per_text_cap} here. Use a budget of at most "
+                            f"{self.max_budget()} (or a smaller unpaired_b, or more engines).")
         train_a, train_b = [], []
         for text, count in zip(train_texts, per_text):
             train_a += [self.clip_index(int(text), int(v)) for v in text_voices[text, :count]]

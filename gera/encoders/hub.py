@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from gera.errors import GeraError
 
-OFFLINE_CHOICES = ("image: mobilenet_v2, efficientnet_lite0; text: minilm; "
+OFFLINE_CHOICES = ("image: mobilenet_v2, efficientnet_lite0; text: minilm, phonetic; "
                    "speech: speech_embedding, whisper_base")
 _TRUE = {"1", "on", "yes", "true"}
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")

@@ -11,6 +11,7 @@ the others (the embedding cache relies on that).
 """
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import zlib
@@ -33,10 +34,13 @@ _MAX_CHARS = 1000  # a text query longer than this is cut: espeak-ng reads it al
 
 def phonemes(text: str) -> str:
     """``text`` as espeak-ng phoneme mnemonics (en-us), words separated by single spaces, stress
-    marks dropped, e.g. "the letter b" → "D@ lEt3 bi:"."""
+    marks dropped, e.g. "the letter b" → "D@2 lEt#3 bi:"."""
+    # An argument list cannot hold NUL or lone surrogates: a visitor's text must not crash here.
+    safe = text[:_MAX_CHARS].replace("\x00", " ").encode("utf-8", "replace").decode("utf-8")
     try:
-        done = subprocess.run(["espeak-ng", "-q", "-x", "-v", PHONETIC_VOICE, "--", text[:_MAX_CHARS]],
-                              capture_output=True, text=True, timeout=30, check=True)
+        done = subprocess.run(["espeak-ng", "-q", "-x", "-v", PHONETIC_VOICE, "--", safe],
+                              capture_output=True, text=True, timeout=30, check=True,
+                              stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError) as err:
         raise GeraError(f"The phonetic text encoder could not run espeak-ng ({type(err).__name__}). "
                         "Install it: `apt-get install espeak-ng`.") from None
@@ -44,8 +48,9 @@ def phonemes(text: str) -> str:
 
 
 def ngram_features(phones: str, dim: int = PHONETIC_DIM) -> np.ndarray:
-    """Hashed bag of phoneme-symbol n-grams of ``phones`` (``#`` marks word edges), sqrt counts,
-    unit length; all zeros for a text with no phonemes."""
+    """Hashed bag of phoneme-symbol n-grams of ``phones`` (``#`` marks word edges; espeak-ng
+    also uses it inside a few codes, as in "lEt#3", which only makes those n-grams look like
+    edges), sqrt counts, unit length; all zeros for a text with no phonemes."""
     counts = np.zeros(dim, np.float32)
     for word in phones.split():
         marked = f"#{word}#"
@@ -55,6 +60,17 @@ def ngram_features(phones: str, dim: int = PHONETIC_DIM) -> np.ndarray:
     out = np.sqrt(counts)
     norm = float(np.linalg.norm(out))
     return out / norm if norm > 0 else out
+
+
+def espeak_version() -> str:
+    """espeak-ng's version, e.g. "1.51" ("unknown" if it does not say)."""
+    try:
+        out = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True,
+                             timeout=10, stdin=subprocess.DEVNULL).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    found = re.search(r"\d+(\.\d+)+", out)
+    return found.group(0) if found else "unknown"
 
 
 class PhoneticEncoder(Encoder):
@@ -68,7 +84,9 @@ class PhoneticEncoder(Encoder):
         self.name = "phonetic" if dim == PHONETIC_DIM else f"phonetic:{dim}"
         self.dim, self.workers = dim, workers
         ngrams = "".join(map(str, NGRAMS))
-        self.preprocessing = f"espeak-ng-x:{PHONETIC_VOICE},nostress,ngrams{ngrams},crc32%{dim},sqrt,l2"
+        # Another espeak-ng release may phonemise differently: its version keys the cache.
+        self.preprocessing = (f"espeak-ng-x:{PHONETIC_VOICE}:{espeak_version()},nostress,"
+                              f"ngrams{ngrams},crc32%{dim},sqrt,l2,max{_MAX_CHARS}")
 
     def embed(self, items: Sequence, batch_size: int = 64, progress: Progress = None) -> np.ndarray:
         for item in items:

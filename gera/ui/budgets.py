@@ -44,7 +44,7 @@ def budget_curves(shipped: ShippedModels, key: str, results: Path) -> Optional[B
     groups = [shipped.groups[(key, b)] for b in budgets]
     task, modality = groups[0].task_name, groups[0].modality_a
     encoders = (groups[0].meta.get("encoder_a"), groups[0].meta.get("encoder_b"))
-    measured, files = comparisons_by_budget(results, task, encoders)
+    measured, files = comparisons_by_budget(results, task, encoders if all(encoders) else None)
     if len(measured) < 2:  # one budget is a point, not a curve: no sweep for this task
         measured = []
     available = ({m for r in measured for rec in r.methods.values() for m in rec.metrics}

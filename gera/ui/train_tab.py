@@ -127,10 +127,12 @@ def build(config: AppConfig) -> TrainTab:
     def pair_chosen(pair_value):
         choices = task_choices(pair_value, config.allow_server_folders)
         default_a, default_b = default_encoders(pair_value)
+        texts = encoder_choices("text", hub, config.allowed_encoders)
         return (gr.Dropdown(choices=choices, value=choices[0][1]),
                 gr.Dropdown(choices=encoder_choices(pair_value, hub, config.allowed_encoders),
                             value=default_a),
-                gr.Dropdown(value=default_b))
+                # the pair's default where this app offers it (espeak-ng installed, allowed)
+                gr.Dropdown(value=default_b if default_b in texts else texts[0] if texts else None))
 
     @errors_as_ui
     def task_chosen(task_value):
