@@ -174,7 +174,9 @@ def budget_figure(curves, selected: Optional[int]) -> go.Figure:
         chosen = budget == selected
         fig.add_trace(go.Scatter(
             x=[budget, budget], y=[0, top], mode="lines+text" if chosen else "lines",
-            text=["", f"N = {budget}"] if chosen else None, textposition="bottom right",
+            text=["", f"N = {budget}"] if chosen else None,
+            # the largest budget is the plot's right edge: label it on the inside
+            textposition="bottom left" if budget == max(curves.shipped) else "bottom right",
             textfont=dict(size=11), showlegend=False, hoverinfo="skip",
             line=dict(color="#444" if chosen else "#bbb", width=2 if chosen else 1,
                       dash="solid" if chosen else "dot")))
