@@ -44,9 +44,8 @@ class SingleWords:
     def __init__(self, task: SpokenWords, encoder_a: str, encoder_b: str,
                  cache: Optional[EmbeddingCache] = None,
                  voices: Sequence[str] = HELD_OUT_VOICES):
-        split_words = task.split(2, seed=0).zero_shot
         entry_of = {e.text: e for e in task.entries}
-        self.words = list(split_words.class_names)
+        self.words = list(task.word_classification.class_names)
         self.voices = list(voices)
         self.text_rows = np.array([task.texts.index(w) for w in self.words], np.int64)
         self.texts = list(task.texts)

@@ -76,6 +76,22 @@ def test_encoders_outside_the_operators_list_are_refused(client, encoder, proble
     assert "minilm" in PUBLIC_ENCODERS
 
 
+@pytest.mark.parametrize("encoder", ["phonetic:8192", "phonetic:../../etc", "phonetic --help"])
+def test_the_phonetic_encoder_is_offered_only_as_shipped(client, encoder):
+    # its hash size would grow every text head; anything but the plain name is refused
+    with pytest.raises(AppError, match="not offered here"):
+        train(client, pair="speech", task="spoken-words", encoder_a="whisper_base",
+              encoder_b=encoder, task_options="")
+    assert "phonetic" in PUBLIC_ENCODERS
+
+
+def test_fewer_speech_engines_refuse_a_budget_beyond_their_voices(client):
+    # flite alone has 4 voices (one held out): its largest budget is 979, not 3,382
+    with pytest.raises(AppError, match="serves at most 979 pairs"):
+        train(client, pair="speech", task="spoken-words", encoder_a="speech_embedding",
+              task_options="engines=flite", budgets=["1000"], unpaired_a="", unpaired_b="")
+
+
 def test_server_folders_and_typed_tasks_are_out_of_reach(client):
     with pytest.raises(AppError, match="switched off"):
         train(client, task="folder", folder="/etc")

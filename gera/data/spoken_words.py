@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -265,6 +266,11 @@ class SpokenWords(Task):
         return ZeroShot(names, prompts_for(names, ZERO_SHOT_TEMPLATES),
                         index_array(self.test_a[rows]), np.arange(len(rows), dtype=np.int64))
 
+    @property
+    def word_classification(self) -> Optional[ZeroShot]:
+        """The real-voice word classification every split tests (``zero_shot``), or None."""
+        return self._zero_shot
+
     def _load_clips(self, indices: Sequence[int]) -> list:
         n_grid = len(self.entries) * len(self.voices)
         out: list = [None] * len(indices)
@@ -323,6 +329,7 @@ class SpokenWords(Task):
         the text pool) spoken by all of its voices."""
         return self._val_cap() + (len(self.entries) - self._val_cap()) // 2 * self._voices_per_text()
 
+    @cached_property
     def _voice_orders(self) -> np.ndarray:
         """(texts, voices): each text's voices in a fixed random order, engine first, the same
         for every split, so all splits draw from one small grid of clips (and a text's pairs at
@@ -358,7 +365,7 @@ class SpokenWords(Task):
                             "for validation: include 'espeak-ng' or 'flite' in engines.")
         val_voice = int(rng.choice(holdable))
         # Each text's own voices: the first VOICES_PER_TEXT of its fixed order, bar the held-out one.
-        orders = self._voice_orders()
+        orders = self._voice_orders
         per_text_cap = self._voices_per_text()
         text_voices = np.stack([row[row != val_voice][:per_text_cap] for row in orders])
 

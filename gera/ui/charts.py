@@ -8,13 +8,13 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from gera.methods import METHODS
+from gera.figures import COLOURS
 from gera.results import CompareResult, Stat
 
 # Above this many points a scatter is drawn with WebGL (Scattergl): SVG gets sluggish there.
 WEBGL_ABOVE = 1000
 PALETTE = qualitative.D3 + qualitative.Pastel + qualitative.Dark24
-METHOD_COLOURS = dict(zip(METHODS, qualitative.Set1))
+METHOD_COLOURS = COLOURS  # the library's figures and the app's charts colour methods alike
 SUMMARY_METRICS = ("zero_shot_top1", "zero_shot_top5", "recall@1_a2b", "recall@5_a2b",
                    "recall@1_b2a", "recall@5_b2a", "knn_jaccard_a", "knn_jaccard_b")
 _LAYOUT = dict(template="plotly_white", margin=dict(l=40, r=10, t=60, b=40))
