@@ -261,6 +261,11 @@ class EmbeddingCache:
         self.chunk_items = chunk_items
         self.max_bytes = max_bytes if max_bytes is not None else max_cache_bytes()
 
+    @property
+    def descriptors(self) -> Path:
+        """Where the identities of deferred encoders are kept (``gera.encoders.deferred``)."""
+        return self.root / "encoder-descriptors"
+
     def folder(self, encoder: Encoder) -> Path:
         """The folder holding ``encoder``'s embeddings."""
         digest = hashlib.sha256(encoder.cache_key.encode()).hexdigest()[:16]

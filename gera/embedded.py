@@ -10,7 +10,7 @@ from gera.cache import EmbeddingCache
 from gera.data import get_task
 from gera.data.base import Split, Task, ZeroShot
 from gera.data.text import text_items
-from gera.encoders import default_encoders, get_encoder
+from gera.encoders import default_encoders, deferred_encoder
 from gera.results import EmbedProgress
 
 
@@ -30,10 +30,12 @@ class EmbeddedTask:
              cache: Optional[EmbeddingCache] = None) -> "EmbeddedTask":
         """The task by name with the named encoders (None: its modalities' defaults)."""
         task = get_task(task_name, **(task_options or {}))
+        cache = cache or EmbeddingCache()
         default_a, default_b = default_encoders(task.a.modality)
-        enc_a = get_encoder(encoder_a or default_a, task.a.modality)
-        enc_b = get_encoder(encoder_b or default_b, task.b.modality)
-        return cls(task, enc_a, enc_b, cache or EmbeddingCache())
+        # Deferred: with every embedding cached (a comparison's workers) no model is loaded.
+        enc_a = deferred_encoder(encoder_a or default_a, task.a.modality, cache.descriptors)
+        enc_b = deferred_encoder(encoder_b or default_b, task.b.modality, cache.descriptors)
+        return cls(task, enc_a, enc_b, cache)
 
     def ensure(self, a_indices: np.ndarray, b_indices: np.ndarray,
                progress: Optional[Callable[[EmbedProgress], None]] = None) -> None:

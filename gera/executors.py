@@ -36,6 +36,7 @@ def seed_executor(workers: int = 1, ray: Optional[str] = None) -> Iterator[Optio
     # spawn, not fork: a forked child inherits torch's and faiss's thread pools mid-state.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_single_threaded) as pool:
+        pool.submit(int)  # starts the workers now: their imports overlap this process's set-up
         yield pool
 
 
@@ -49,3 +50,4 @@ def _single_threaded() -> None:
     threadpool_limits(1)
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
+    import gera.experiment  # noqa: F401  (what every job needs, imported while the driver sets up)

@@ -145,21 +145,30 @@ def compare_many(settings_list: Sequence[CompareSettings], cache: Optional[Embed
     plans = [ComparePlan.prepare(s, cache, progress) for s in settings_list]
     if executor is None:
         for plan in plans:
-            yield plan.finish([run_seed(plan.settings, seed, plan.cache,
+            yield plan.finish([run_seed(plan.settings, seed, plan.data,
                                         plan.numbered(progress, position), should_stop,
                                         keep_alignments=position == 0)
                                for position, seed in enumerate(plan.seeds)])
         return
-    jobs = [[executor.submit(run_seed, plan.settings, seed, plan.cache.root,
-                             keep_alignments=position == 0)
-             for position, seed in enumerate(plan.seeds)] for plan in plans]
+    # One job per (setting, seed, method), the longest first: with seeds as the unit, 5 seeds on 2
+    # workers left one worker idle for the whole last seed. A fit depends only on its seed and
+    # method, so the numbers do not depend on how the work is cut.
+    units = [(plan, position, seed, name) for plan in plans
+             for position, seed in enumerate(plan.seeds) for name in plan.fitted()]
+    units.sort(key=lambda u: -method_class(u[3]).relative_cost * max(u[0].settings.budget, 1))
+    futures = {(id(plan), seed, name): executor.submit(
+                   run_seed, plan.settings, seed, plan.cache.root,
+                   keep_alignments=position == 0, only=(name,))
+               for plan, position, seed, name in units}
     for plan in plans:  # here, while the workers fit
         plan.ceiling()
     try:
-        for plan, futures in zip(plans, jobs):
+        for plan in plans:
             per_seed = []
-            for position, future in enumerate(futures):
-                per_seed.append(future.result())
+            for position, seed in enumerate(plan.seeds):
+                fits = [f for name in plan.fitted()
+                        for f in futures[id(plan), seed, name].result()]
+                per_seed.append(with_selected(plan.settings, fits, position == 0))
                 report = plan.numbered(progress, position)
                 for index, fit in enumerate(per_seed[-1] if report else ()):
                     report(Evaluated(fit.method, fit.seed, plan.settings.budget, index, 0))
@@ -167,7 +176,7 @@ def compare_many(settings_list: Sequence[CompareSettings], cache: Optional[Embed
                     raise GeraError("Cancelled.")
             yield plan.finish(per_seed)
     finally:  # cancelled, failed or abandoned: leave no queued work behind
-        for future in (f for fs in jobs for f in fs):
+        for future in futures.values():
             future.cancel()
 
 
@@ -199,6 +208,10 @@ class ComparePlan:
         data.ensure(np.concatenate([a for a, _ in needed]), np.concatenate([b for _, b in needed]),
                     progress)
         return cls(settings, data, cache, seeds, t0)
+
+    def fitted(self) -> list[str]:
+        """The methods that fit (in the settings' order); the selecting ones choose among them."""
+        return [m for m in self.settings.methods if not method_class(m).selects]
 
     def ceiling(self) -> Optional[dict]:
         """The supervised ceiling on the first seed's split (computed once)."""
@@ -277,34 +290,35 @@ def _fixed_eps(settings: CompareSettings, data: EmbeddedTask, seed: int) -> Comp
     return replace(settings, train=replace(cfg, eps_a=eps[0], eps_b=eps[1]))
 
 
-def run_seed(settings: CompareSettings, seed: int, cache: EmbeddingCache | str | None = None,
+def run_seed(settings: CompareSettings, seed: int,
+             data: EmbeddedTask | EmbeddingCache | str | None = None,
              progress: Progress = None, should_stop: ShouldStop = None,
-             keep_alignments: bool = False) -> list[FitResult]:
+             keep_alignments: bool = False, only: Optional[Sequence[str]] = None) -> list[FitResult]:
     """One seed of a comparison: every method tuned on the seed's split and tested once.
 
-    Self-contained (it opens the task from the embedding cache, given as a cache or its folder),
-    so a worker process or a Ray task can run it; the embeddings must already be cached. Runs
+    Self-contained: ``data`` is the opened task, or the embedding cache (or its folder, which a
+    worker process or a Ray task opens once per process) holding every embedding it needs. Runs
     on one BLAS thread, as training runs on one torch thread: a sum's rounding depends on how
-    many threads share it, and a seed must give the same numbers wherever it runs.
+    many threads share it, and a seed must give the same numbers wherever it runs. ``only``:
+    fit just these methods (a worker's share of the seed); the selecting ones (``auto``) are
+    then left to ``with_selected`` once all of the seed's fits are in.
     """
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        return _run_seed(settings, seed, cache, progress, should_stop, keep_alignments)
+        return _run_seed(settings, seed, data, progress, should_stop, keep_alignments, only)
 
 
-def _run_seed(settings, seed, cache, progress, should_stop, keep_alignments) -> list[FitResult]:
-    if not isinstance(cache, EmbeddingCache):
-        cache = EmbeddingCache(cache)
-    data = EmbeddedTask.open(settings.task, settings.task_options, settings.encoder_a,
-                             settings.encoder_b, cache)
+def _run_seed(settings, seed, data, progress, should_stop, keep_alignments, only) -> list[FitResult]:
+    if not isinstance(data, EmbeddedTask):
+        data = _open_task(settings, data)
     split = _split(data, settings, seed)
     data.ensure(*split_items(split))
     seed_data = SeedData.prepare(data, split, seed)
     settings = _fixed_eps(settings, data, seed)
-    fits, alignments, total = [], {}, len(settings.methods)
+    fits, total = [], len(settings.methods)
     for index, name in enumerate(settings.methods):
-        if method_class(name).selects:
+        if method_class(name).selects or (only is not None and name not in only):
             continue  # chosen below, among the fits of the others
         if progress is not None:
             progress(FitStarted(name, seed, settings.budget, index, total))
@@ -316,18 +330,44 @@ def _run_seed(settings, seed, cache, progress, should_stop, keep_alignments) -> 
         if progress is not None:
             progress(Evaluated(name, seed, settings.budget, index, total))
         metrics = test_metrics(tuned.alignment, data, split, settings.neighbourhood_k)
-        alignments[name] = tuned.alignment
         fits.append(FitResult(name, seed, tuned.params, tuned.val_score,
-                              tuned.alignment.best_step, fit_s, metrics,
-                              tuned.alignment if keep_alignments else None,
+                              tuned.alignment.best_step, fit_s, metrics, tuned.alignment,
                               tried=tuned.tried, edges=tuned.edges,
                               diagnostics=dict(tuned.alignment.diagnostics)))
-    chosen = [selected_fit(name, fits, alignments if keep_alignments else {})
-              for name in settings.methods if method_class(name).selects]
-    return sorted(fits + chosen, key=lambda f: list(settings.methods).index(f.method))
+    if only is not None:
+        return fits if keep_alignments else [replace(f, alignment=None) for f in fits]
+    return with_selected(settings, fits, keep_alignments)
 
 
-def selected_fit(name: str, fits: list[FitResult], alignments: dict) -> FitResult:
+def with_selected(settings: CompareSettings, fits: list[FitResult],
+                  keep_alignments: bool) -> list[FitResult]:
+    """A seed's fits plus those of its selecting methods (``auto``), in the settings' order."""
+    chosen = [selected_fit(name, fits) for name in settings.methods
+              if method_class(name).selects]
+    out = sorted(fits + chosen, key=lambda f: list(settings.methods).index(f.method))
+    return out if keep_alignments else [replace(f, alignment=None) for f in out]
+
+
+_OPENED: dict[tuple, EmbeddedTask] = {}  # a worker process's last tasks (see _open_task)
+
+
+def _open_task(settings: CompareSettings, cache: EmbeddingCache | str | None) -> EmbeddedTask:
+    """The task with its embeddings. Opened from a cache FOLDER (a worker's jobs) it is kept for
+    the process's next jobs: a worker runs many (seed, method) jobs of one comparison, and each
+    would read the same chunks again."""
+    if cache is None or isinstance(cache, EmbeddingCache):
+        return EmbeddedTask.open(settings.task, settings.task_options, settings.encoder_a,
+                                 settings.encoder_b, cache)
+    key = (settings.task, repr(sorted((settings.task_options or {}).items())),
+           settings.encoder_a, settings.encoder_b, str(cache))
+    if key not in _OPENED:
+        _OPENED.clear()  # one comparison's task at a time: a sweep's budgets share it
+        _OPENED[key] = EmbeddedTask.open(settings.task, settings.task_options, settings.encoder_a,
+                                         settings.encoder_b, EmbeddingCache(cache))
+    return _OPENED[key]
+
+
+def selected_fit(name: str, fits: list[FitResult]) -> FitResult:
     """``auto`` in a comparison: the fit with the best validation score among the comparison's
     other methods on this seed, reported under ``name``, costing all their fits."""
     if not fits:
@@ -335,8 +375,7 @@ def selected_fit(name: str, fits: list[FitResult], alignments: dict) -> FitResul
     best = {f.method: f for f in fits}[Auto.choose({f.method: f.val_score for f in fits})]
     return replace(best, method=name, params={"method": best.method, **best.params},
                    fit_s=sum(f.fit_s for f in fits), tried=[t for f in fits for t in f.tried],
-                   diagnostics={**best.diagnostics, "chosen_method": best.method},
-                   alignment=alignments.get(best.method))
+                   diagnostics={**best.diagnostics, "chosen_method": best.method})
 
 
 def supervised_ceiling(task: Task, data: EmbeddedTask, split: Split) -> Optional[dict]:

@@ -69,6 +69,10 @@ class Method(ABC):
     in_default: ClassVar[bool] = True  # in a comparison that names no methods
     fit_cost: ClassVar[int] = 1  # trainings one fit may run at most (job-size limits count these)
     twin_of: ClassVar[Optional[str]] = None  # the method this one equals with its extra term off
+    # A fit's rough wall time relative to contrastive-only's (median fit_s per seed in
+    # results/emoji-300-fits6.json); only orders work: a comparison spread over workers starts the
+    # longest fits first, so no worker is left with a long fit at the end.
+    relative_cost: ClassVar[float] = 0.03
     registry: ClassVar[dict[str, type["Method"]]] = {}
 
     def __init_subclass__(cls, **kwargs):
@@ -141,6 +145,7 @@ class GeRA(Method):
     """
 
     name, label, trained, featured = "gera", "GeRA", True, True
+    relative_cost = 2.0
     SEARCH = SearchSpace({"alpha": (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0),
                           "geo_batch": (8, 16, 32, 64)},
                          ({"alpha": 1.0, "geo_batch": 16}, {"alpha": 10.0}, {"alpha": 0.1}))
@@ -198,6 +203,7 @@ class Contrastive(GeRA):
     """
 
     name, label, featured, twin_of = "contrastive", "contrastive-only", False, "gera"
+    relative_cost = 1.0
     SEARCH = SearchSpace({"weight_decay": (0.0, 0.01, 0.1, 1.0, 3.0, 10.0),
                           "lr": (3e-4, 1e-3, 3e-3)},
                          ({"weight_decay": 0.0, "lr": 1e-3}, {"weight_decay": 0.1},
@@ -358,6 +364,7 @@ class Structure(GeRA):
     """
 
     name, label, featured, twin_of = "structure", "STRUCTURE", False, None
+    relative_cost = 3.3
     SEARCH = SearchSpace({"lam": (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0), "levels": (1, 2, 3)},
                          ({"lam": 10.0, "levels": 2}, {"lam": 1.0}, {"lam": 100.0}))
 
@@ -407,6 +414,7 @@ class PseudoPairing(GeRA):
     name, label, featured, twin_of = "pseudo", "GeRA + pseudo-pairs", False, None
     in_default = False  # up to 1 + rounds trainings a fit, and it did not beat contrastive-only
     fit_cost = 4  # 1 + the default 3 rounds
+    relative_cost = 6.0  # up to 1 + 3 trainings, each about a GeRA fit
     CANDIDATES = ("all", "unpaired")
     SEARCH = SearchSpace({"candidates": CANDIDATES, "mutual": (True, False),
                           "weight": (0.25, 0.5, 1.0)},
@@ -489,6 +497,7 @@ class Propagation(GeRA):
     """
 
     name, label, featured, twin_of = "propagation", "GeRA + propagation", False, None
+    relative_cost = 2.2
     SEARCH = SearchSpace({"beta": (0.1, 0.3, 1.0, 3.0, 10.0)},
                          ({"beta": 1.0}, {"beta": 0.3}, {"beta": 3.0}))
 

