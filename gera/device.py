@@ -37,6 +37,20 @@ _threads_users = 0
 _threads_before = 0
 
 
+def _process_threads() -> tuple[int, int]:
+    """torch's and faiss's thread counts as a new thread sees them. Not the caller's own: OpenMP
+    keeps a count per thread, and a caller inside ``threadpool_limits(1)`` (a comparison's
+    seed) reads 1, which restoring would then make every later thread of the process use."""
+    import faiss
+
+    seen = []
+    probe = threading.Thread(target=lambda: seen.append((torch.get_num_threads(),
+                                                         faiss.omp_get_max_threads())))
+    probe.start()
+    probe.join()
+    return seen[0]
+
+
 @contextmanager
 def cpu_threads(n: Optional[int]) -> Iterator[None]:
     """Run with torch and faiss on ``n`` threads (None: leave them). The counts are
@@ -50,7 +64,7 @@ def cpu_threads(n: Optional[int]) -> Iterator[None]:
 
     with _threads_lock:
         if _threads_users == 0:
-            _threads_before = (torch.get_num_threads(), faiss.omp_get_max_threads())
+            _threads_before = _process_threads()
             torch.set_num_threads(max(1, n))
             faiss.omp_set_num_threads(max(1, n))
         _threads_users += 1

@@ -438,3 +438,38 @@ def test_every_search_starts_with_distinct_settings_on_its_ladders():
             for setting in start:
                 cls.create(**setting)  # every start setting is a valid method
     assert Procrustes.search_space(3000, 96, 384).start[0] == {"dim": 96}
+
+
+PROBE_THREADS = """
+import threading, torch
+from threadpoolctl import threadpool_limits
+from gera.device import cpu_threads
+
+def count_in_new_thread():
+    seen = []
+    probe = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    probe.start(); probe.join()
+    return seen[0]
+
+before = count_in_new_thread()
+def job():
+    with threadpool_limits(1), cpu_threads(1):
+        assert torch.get_num_threads() == 1
+worker = threading.Thread(target=job)
+worker.start(); worker.join()
+print(before, count_in_new_thread())
+"""
+
+
+def test_a_training_inside_thread_limits_leaves_later_threads_their_thread_count():
+    # The app trains in a worker thread under threadpool_limits(1) (a comparison's seed): the
+    # queries and jobs after it must not inherit its single thread. A fresh process, because a
+    # torch.set_num_threads anywhere earlier (another test) hides what this one checks.
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}  # a count of 1 left behind then shows
+    out = subprocess.run([sys.executable, "-c", PROBE_THREADS], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["2", "2"], f"threads before / after a limited training: {out}"
