@@ -34,45 +34,55 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 _threads_lock = threading.Lock()
 _threads_users = 0
-_threads_before = 0
+_threads_before = (0, 0)
 
 
-def _process_threads() -> tuple[int, int]:
-    """torch's and faiss's thread counts as a new thread sees them. Not the caller's own: OpenMP
-    keeps a count per thread, and a caller inside ``threadpool_limits(1)`` (a comparison's
-    seed) reads 1, which restoring would then make every later thread of the process use."""
+def _counts() -> tuple[int, int]:
     import faiss
 
-    seen = []
-    probe = threading.Thread(target=lambda: seen.append((torch.get_num_threads(),
-                                                         faiss.omp_get_max_threads())))
+    return torch.get_num_threads(), faiss.omp_get_max_threads()
+
+
+def _set_counts(counts: tuple[int, int]) -> None:
+    import faiss
+
+    torch.set_num_threads(counts[0])
+    faiss.omp_set_num_threads(counts[1])
+
+
+def _in_new_thread(fn):
+    """``fn()`` run in a short-lived thread. OpenMP keeps a thread count per thread, and torch a
+    process-wide one that new threads start from: a new thread reads the process's counts (not
+    the caller's, which ``threadpool_limits(1)`` may have set to 1), and what it sets is what
+    later threads start from."""
+    out = []
+    probe = threading.Thread(target=lambda: out.append(fn()))
     probe.start()
     probe.join()
-    return seen[0]
+    return out[0]
 
 
 @contextmanager
 def cpu_threads(n: Optional[int]) -> Iterator[None]:
-    """Run with torch and faiss on ``n`` threads (None: leave them). The counts are
-    process-wide: the first concurrent job sets them, the last one out restores them, so two
-    trainings in one process (two app users) cannot strand them at 1."""
+    """Run the calling thread's torch and faiss work on ``n`` threads (None: leave them). On
+    exit the caller gets its own counts back (1 inside a comparison's ``threadpool_limits(1)``,
+    so a seed's numbers do not depend on where it runs), and the last of concurrent jobs (two
+    app users) gives the process its counts back, so no later thread is stranded at 1."""
     global _threads_users, _threads_before
     if n is None:
         yield
         return
-    import faiss  # its kNN search runs in training too: OpenMP threads that only spin on a busy CPU
-
+    own = _counts()
     with _threads_lock:
         if _threads_users == 0:
-            _threads_before = _process_threads()
-            torch.set_num_threads(max(1, n))
-            faiss.omp_set_num_threads(max(1, n))
+            _threads_before = _in_new_thread(_counts)
         _threads_users += 1
+        _set_counts((max(1, n), max(1, n)))
     try:
         yield
     finally:
         with _threads_lock:
             _threads_users -= 1
+            _set_counts(own)
             if _threads_users == 0:
-                torch.set_num_threads(_threads_before[0])
-                faiss.omp_set_num_threads(_threads_before[1])
+                _in_new_thread(lambda: _set_counts(_threads_before))

@@ -36,7 +36,8 @@ def seed_executor(workers: int = 1, ray: Optional[str] = None) -> Iterator[Optio
     # spawn, not fork: a forked child inherits torch's and faiss's thread pools mid-state.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_single_threaded) as pool:
-        pool.submit(int)  # starts the workers now: their imports overlap this process's set-up
+        for _ in range(workers):  # starts the workers now (one per submit while none is idle):
+            pool.submit(int)      # their imports overlap this process's set-up
         yield pool
 
 

