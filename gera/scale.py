@@ -113,7 +113,7 @@ def run(sizes=SIZES, dim: int = 384, steps: int = 200, queries: int = 2000,
            f"in {dim} dims (the first 1,000 paired), pool B of 11,000 points in 384 dims; "
            f"kNN graph k_pool = {cfg.k_pool}; faiss {faiss.__version__} on "
            f"{faiss.omp_get_max_threads()} threads, torch on {cfg.cpu_threads}")
-    report(f"kNN graph: exact (IndexFlatIP) up to {APPROX_THRESHOLD:,} points, above: IVF-Flat, "
+    report(f"kNN graph: exact (torch matmul + topk) up to {APPROX_THRESHOLD:,} points, above: IVF-Flat, "
            f"nlist = ivf_lists(n) ≈ 4·√n, nprobe {NPROBE}, k-means on {TRAIN_PER_LIST}·nlist "
            "seeded samples")
     report(f"{'pool n':>10} {'graph':>7} {'nlist':>6} {'prepare s':>10} {'recall@50':>10} "

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="no CUDA device on this machine")
 
 
-def test_knn_on_the_gpu_matches_faiss():
+def test_knn_on_the_gpu_matches_the_cpu_graph():
     x = np.random.default_rng(0).normal(size=(3000, 64)).astype(np.float32)
     cpu_idx, cpu_sims = knn(x, 10)
     gpu_idx, gpu_sims = knn(x, 10, device="cuda")
