@@ -204,8 +204,7 @@ class ComparePlan:
         if not seeds:
             raise GeraError("Give at least one seed.")
         cache = cache or EmbeddingCache()
-        data = EmbeddedTask.open(settings.task, settings.task_options, settings.encoder_a,
-                                 settings.encoder_b, cache)
+        data = _open_task(settings, cache)
         splits = [_split(data, settings, s) for s in seeds]
         needed = [split_items(split) for split in splits]
         data.ensure(np.concatenate([a for a, _ in needed]), np.concatenate([b for _, b in needed]),
@@ -342,7 +341,7 @@ def _run_seed(settings, seed, data, progress, should_stop, keep_alignments, only
                               tried=tuned.tried, edges=tuned.edges,
                               diagnostics=dict(tuned.alignment.diagnostics)))
     if only is not None:
-        return fits if keep_alignments else [replace(f, alignment=None) for f in fits]
+        return _kept(fits, keep_alignments)
     return with_selected(settings, fits, keep_alignments)
 
 
@@ -351,8 +350,13 @@ def with_selected(settings: CompareSettings, fits: list[FitResult],
     """A seed's fits plus those of its selecting methods (``auto``), in the settings' order."""
     chosen = [selected_fit(name, fits) for name in settings.methods
               if method_class(name).selects]
-    out = sorted(fits + chosen, key=lambda f: list(settings.methods).index(f.method))
-    return out if keep_alignments else [replace(f, alignment=None) for f in out]
+    return _kept(sorted(fits + chosen, key=lambda f: list(settings.methods).index(f.method)),
+                 keep_alignments)
+
+
+def _kept(fits: list[FitResult], keep_alignments: bool) -> list[FitResult]:
+    # Alignments travel back from a worker only where asked (the first seed's): they are large.
+    return fits if keep_alignments else [replace(f, alignment=None) for f in fits]
 
 
 _OPENED: dict[tuple, EmbeddedTask] = {}  # a worker process's last tasks (see _open_task)
@@ -362,16 +366,18 @@ def _open_task(settings: CompareSettings, cache: EmbeddingCache | str | None) ->
     """The task with its embeddings. Opened from a cache FOLDER (a worker's jobs) it is kept for
     the process's next jobs: a worker runs many (seed, method) jobs of one comparison, and each
     would read the same chunks again."""
-    if cache is None or isinstance(cache, EmbeddingCache):
+    def opened(cache: Optional[EmbeddingCache]) -> EmbeddedTask:
         return EmbeddedTask.open(settings.task, settings.task_options, settings.encoder_a,
                                  settings.encoder_b, cache)
+
+    if cache is None or isinstance(cache, EmbeddingCache):
+        return opened(cache)
     key = (settings.task, repr(sorted((settings.task_options or {}).items())),
            settings.encoder_a, settings.encoder_b, str(cache))
     if key not in _OPENED:
         while len(_OPENED) >= 2:  # a sweep's budgets share one; a few tasks interleave at most
             _OPENED.pop(next(iter(_OPENED)))
-        _OPENED[key] = EmbeddedTask.open(settings.task, settings.task_options, settings.encoder_a,
-                                         settings.encoder_b, EmbeddingCache(cache))
+        _OPENED[key] = opened(EmbeddingCache(cache))
     return _OPENED[key]
 
 
