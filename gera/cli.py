@@ -134,6 +134,15 @@ def cmd_sweep(args) -> None:
             _write_json(args.json, results)  # after every budget: a long sweep keeps what it finished
 
 
+def cmd_snapshot(args) -> None:
+    from gera.snapshot import make
+
+    splits, size = make([_settings(args, b) for b in args.budgets], args.out, args.dtype,
+                        progress=_report_stage)
+    print(f"wrote {args.out}: {splits} splits, {size / 2**20:.1f} MiB; run it with "
+          f"--task snapshot:{args.out}")
+
+
 def cmd_ablate(args) -> None:
     from gera.experiment import ablate
     from gera.report import format_ablation
@@ -316,6 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-gpus", type=float, default=0,
                    help="with --ray: GPUs per encoder actor (1 = one actor per GPU)")
     p.set_defaults(func=cmd_embed)
+    p = sub.add_parser("snapshot", help="save a sweep's embeddings and splits in one file, to run "
+                                        "it where the encoders and data are not installed")
+    _add_common(p, budget=False)
+    p.add_argument("--budgets", type=_int_list, default=[10, 30, 100, 300, 1000, 3000])
+    p.add_argument("--out", type=Path, required=True, help="the .npz file to write")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"],
+                   help="float16 halves the file; its rows are rounded (a timing run)")
+    p.set_defaults(func=cmd_snapshot)
     p = sub.add_parser("bench", help="training-step and encoder-throughput benchmarks")
     p.add_argument("--task", default="fashion-mnist")
     p.add_argument("--budget", type=int, default=100)

@@ -37,17 +37,26 @@ _threads_users = 0
 _threads_before = (0, 0)
 
 
-def _counts() -> tuple[int, int]:
-    import faiss
+def _faiss():
+    """faiss, or None where it is not installed (a bare GPU machine running a snapshot: the
+    exact kNN graphs are torch's, and only pools beyond ``geometry.APPROX_THRESHOLD`` need faiss)."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
 
-    return torch.get_num_threads(), faiss.omp_get_max_threads()
+
+def _counts() -> tuple[int, int]:
+    faiss = _faiss()
+    return torch.get_num_threads(), faiss.omp_get_max_threads() if faiss else 0
 
 
 def _set_counts(counts: tuple[int, int]) -> None:
-    import faiss
-
     torch.set_num_threads(counts[0])
-    faiss.omp_set_num_threads(counts[1])
+    faiss = _faiss()
+    if faiss is not None:
+        faiss.omp_set_num_threads(counts[1])
 
 
 def _in_new_thread(fn):

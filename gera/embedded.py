@@ -31,6 +31,9 @@ class EmbeddedTask:
         """The task by name with the named encoders (None: its modalities' defaults)."""
         task = get_task(task_name, **(task_options or {}))
         cache = cache or EmbeddingCache()
+        own = task.own_encoders(encoder_a, encoder_b)
+        if own is not None:
+            return cls(task, *own, cache)
         default_a, default_b = default_encoders(task.a.modality)
         # Deferred: with every embedding cached (a comparison's workers) no model is loaded.
         enc_a = deferred_encoder(encoder_a or default_a, task.a.modality, cache.descriptors)

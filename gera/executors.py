@@ -42,13 +42,16 @@ def seed_executor(workers: int = 1, ray: Optional[str] = None) -> Iterator[Optio
 
 
 def _single_threaded() -> None:
+    from gera.device import _faiss
+
     # Each worker is one of ``workers`` processes sharing the cores: BLAS, OpenMP or torch
     # threads on top would oversubscribe them and slow every process down.
-    import faiss
     import torch
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
     torch.set_num_threads(1)
-    faiss.omp_set_num_threads(1)
+    faiss = _faiss()
+    if faiss is not None:
+        faiss.omp_set_num_threads(1)
     import gera.experiment  # noqa: F401  (what every job needs, imported while the driver sets up)

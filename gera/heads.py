@@ -1,6 +1,8 @@
 """The trained methods' two heads and the alignment they make (torch)."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -61,6 +63,12 @@ class HeadAlignment(Alignment):
             out = [head(torch.from_numpy(x[i:i + batch]).to(device)).float().cpu().numpy()
                    for i in range(0, len(x), batch)]
         return np.concatenate(out) if out else np.zeros((0, self.head_config["dim"]), np.float32)
+
+    def __getstate__(self) -> dict:
+        # Sent to another process (a worker's result): as CPU heads, so that the receiver needs
+        # no GPU and holds no CUDA memory of a worker that has moved on.
+        return {**self.__dict__, "head_a": copy.deepcopy(self.head_a).cpu(),
+                "head_b": copy.deepcopy(self.head_b).cpu()}
 
     def embed_a(self, x):
         return self._run(self.head_a, self.std_a(x))

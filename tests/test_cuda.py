@@ -27,3 +27,19 @@ def test_gera_trains_and_evaluates_on_the_gpu():
     za, zb = alignment.embed_a(ta), alignment.embed_b(tb)
     assert za.shape == zb.shape and np.isfinite(za).all()
     assert next(alignment.head_a.parameters()).device.type == "cuda"
+
+
+def test_a_gpu_alignment_travels_to_another_process_on_the_cpu():
+    # A worker's result is pickled to the driver: it must not need (or hold) the worker's GPU.
+    import pickle
+
+    from gera.methods import Contrastive
+    from gera.settings import TrainConfig
+    from test_core import synthetic_world
+
+    pairs, unpaired, (ta, _, _) = synthetic_world()
+    alignment = Contrastive(TrainConfig(device="cuda", max_steps=20)).fit(pairs, unpaired)
+    sent = pickle.loads(pickle.dumps(alignment))
+    assert next(sent.head_a.parameters()).device.type == "cpu"
+    assert next(alignment.head_a.parameters()).device.type == "cuda"  # the original stays
+    assert np.allclose(sent.embed_a(ta), alignment.embed_a(ta), atol=1e-4)

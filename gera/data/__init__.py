@@ -1,5 +1,6 @@
 """Tasks (datasets) by name: ``get_task("fashion-mnist")``, ``get_task("emoji")``,
-``get_task("spoken-words")``, ``get_task("folder:/path/to/pairs")``."""
+``get_task("spoken-words")``, ``get_task("folder:/path/to/pairs")``, and an experiment's
+embeddings saved by ``python -m gera snapshot``: ``get_task("snapshot:/path/to/file.npz")``."""
 from __future__ import annotations
 
 import inspect
@@ -26,6 +27,7 @@ _BUILTIN: dict[str, Callable[..., Task]] = {
     "spoken-words": SpokenWords,
 }
 FOLDER_PREFIX = "folder:"
+SNAPSHOT_PREFIX = "snapshot:"
 # Built tasks, most recently used last. Bounded: on a public app every upload is a new task, and
 # a task holds its item lists (Fashion-MNIST: 70k images in memory).
 _MEMO: "OrderedDict[tuple, Task]" = OrderedDict()
@@ -35,11 +37,15 @@ _MEMO_LOCK = threading.Lock()
 
 def list_tasks() -> list[str]:
     """The task names ``get_task`` accepts (``folder:<path>`` stands for any folder)."""
-    return list(_BUILTIN) + [FOLDER_PREFIX + "<path>"]
+    return list(_BUILTIN) + [FOLDER_PREFIX + "<path>", SNAPSHOT_PREFIX + "<file>"]
 
 
 def _memo_key(name: str, kwargs: dict) -> tuple:
     frozen = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
+    if name.startswith(SNAPSHOT_PREFIX):
+        path = Path(name[len(SNAPSHOT_PREFIX):]).expanduser().resolve()
+        stat = path.stat() if path.is_file() else None
+        return SNAPSHOT_PREFIX + str(path), frozen, stat and (stat.st_mtime_ns, stat.st_size)
     if not name.startswith(FOLDER_PREFIX):
         return name, frozen
     root = Path(name[len(FOLDER_PREFIX):]).expanduser().resolve()
@@ -78,6 +84,12 @@ def get_task(name: str, **kwargs) -> Task:
                             f"folder holding {CSV_NAME} and the images, or {AUDIO_CSV_NAME} "
                             "and the audio files).")
         task = _build(name, open_folder, path, **kwargs)
+    elif name.startswith(SNAPSHOT_PREFIX):
+        from gera.snapshot import SnapshotTask
+
+        if kwargs:
+            raise GeraError("A snapshot task takes no options: they were fixed when it was made.")
+        task = SnapshotTask(name[len(SNAPSHOT_PREFIX):])
     elif name in _BUILTIN:
         task = _build(name, _BUILTIN[name], **kwargs)
     else:

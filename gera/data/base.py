@@ -84,6 +84,11 @@ class Task(ABC):
               unpaired_b: Optional[int] = None, val_fraction: float = 0.2) -> Split:
         """A seeded split. Raises ``GeraError`` if ``budget`` exceeds ``max_budget()``."""
 
+    def own_encoders(self, encoder_a: Optional[str], encoder_b: Optional[str]):
+        """The task's own (A, B) encoders where its items come as embeddings (a snapshot,
+        ``gera.snapshot``), else None: the named encoders embed the items."""
+        return None
+
     def describe(self, side: str, indices: Sequence[int]) -> list[str]:
         """A short text per item, for hovers and galleries: the text itself on the B side; what
         an A item shows where the task knows (its class here; tasks that know more say more)."""
