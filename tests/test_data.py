@@ -327,7 +327,8 @@ def test_folder_budget_too_large(tmp_path):
 # --- registry ----------------------------------------------------------------------------------
 
 def test_registry():
-    assert list_tasks() == ["fashion-mnist", "emoji", "spoken-words", "folder:<path>"]
+    assert list_tasks() == ["fashion-mnist", "emoji", "spoken-words", "folder:<path>",
+                            "snapshot:<file>"]
     assert get_task("fashion-mnist", n_test=500) is get_task("fashion-mnist", n_test=500)
     with pytest.raises(GeraError, match="fashion-mnist, emoji, spoken-words, folder:<path>"):
         get_task("cifar10")
