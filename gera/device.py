@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Iterator, Optional
 
 import torch
@@ -37,6 +38,7 @@ _threads_users = 0
 _threads_before = (0, 0)
 
 
+@lru_cache(maxsize=1)
 def _faiss():
     """faiss, or None where it is not installed (a bare GPU machine running a snapshot: the
     exact kNN graphs are torch's, and only pools beyond ``geometry.APPROX_THRESHOLD`` need faiss)."""

@@ -19,7 +19,10 @@ Read with numpy alone (``allow_pickle=False``): a snapshot is data, never code.
 """
 from __future__ import annotations
 
+import copy
 import json
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -39,7 +42,8 @@ _IDENTITY = ("name", "modality", "dim", "preprocessing", "version", "cache_key")
 
 def split_key(budget: int, seed: int, unpaired_a: Optional[int], unpaired_b: Optional[int],
               val_fraction: float = 0.2) -> str:
-    return json.dumps([int(budget), int(seed), unpaired_a, unpaired_b, float(val_fraction)])
+    sizes = [None if n is None else int(n) for n in (unpaired_a, unpaired_b)]
+    return json.dumps([int(budget), int(seed), *sizes, float(val_fraction)])
 
 
 def save(path: Path, data, splits: dict[str, Split], dtype: str = "float32") -> int:
@@ -88,11 +92,18 @@ def save(path: Path, data, splits: dict[str, Split], dtype: str = "float32") -> 
                              "encoder": {f: getattr(encoder, f) for f in _IDENTITY}}
                       for side, index, encoder in (("a", a_index, data.encoder_a),
                                                    ("b", b_index, data.encoder_b))}}
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    arrays["meta"] = np.frombuffer(json.dumps(meta, default=_plain).encode(), np.uint8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
     return path.stat().st_size
+
+
+def _plain(value):
+    """numpy values in a split's ``info`` as JSON ones."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 class SnapshotEncoder(Encoder):
@@ -133,11 +144,17 @@ class SnapshotTask(Task):
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
             meta = json.loads(arrays.pop("meta").tobytes().decode())
-        except (OSError, ValueError, KeyError) as err:
-            raise GeraError(f"{path} is not a readable GeRA snapshot ({err}).") from None
-        if meta.get("format") != FORMAT:
-            raise GeraError(f"{path} is not a GeRA snapshot (format {meta.get('format')!r}, "
-                            f"expected {FORMAT!r}).")
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                raise GeraError(f"{path} is not a GeRA snapshot (format "
+                                f"{meta.get('format') if isinstance(meta, dict) else None!r}, "
+                                f"expected {FORMAT!r}).")
+            self._open(path, meta, arrays)
+        except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, zlib.error,
+                zipfile.BadZipFile) as err:  # truncated, damaged or not ours
+            raise GeraError(f"{path} is not a readable GeRA snapshot "
+                            f"({type(err).__name__}: {err}).") from None
+
+    def _open(self, path: Path, meta: dict, arrays: dict) -> None:
         self.name, self.source, self.val_metric = meta["task"], str(path), meta["val_metric"]
         self._max_budget = meta["max_budget"]
         self.default_unpaired_a, self.default_unpaired_b = meta["default_unpaired"]
@@ -176,16 +193,27 @@ class SnapshotTask(Task):
         return self._max_budget
 
     def split(self, budget, seed, unpaired_a=None, unpaired_b=None, val_fraction=0.2) -> Split:
-        split = self._splits.get(split_key(budget, seed, unpaired_a, unpaired_b, val_fraction))
+        key = split_key(budget, seed, unpaired_a, unpaired_b, val_fraction)
+        split = self._splits.get(key)
         if split is None:
-            held = sorted({tuple(json.loads(k)[:2]) for k in self._splits})
+            held = ", ".join(sorted(self._splits, key=lambda k: json.loads(k)[:2]))
             raise GeraError(f"{self._what} holds no split for budget {budget}, seed {seed} with "
-                            f"these pool sizes; it holds (budget, seed) {held}.")
-        return split
+                            f"pools {unpaired_a}/{unpaired_b} and validation fraction "
+                            f"{val_fraction}; it holds [budget, seed, pool A, pool B, validation "
+                            f"fraction] {held}.")
+        return copy.deepcopy(split)  # as a real task's: the caller's to change
 
     def own_encoders(self, encoder_a: Optional[str], encoder_b: Optional[str]):
+        from gera.encoders import _canonical
+
         for asked, encoder in zip((encoder_a, encoder_b), self._encoders):
-            if asked is not None and asked != encoder.name:
+            if asked is None or asked == encoder.name:
+                continue
+            try:
+                same = _canonical(asked.strip(), encoder.modality)[0] == encoder.name
+            except (GeraError, KeyError):
+                same = False
+            if not same:
                 raise GeraError(f"{self._what} was embedded with {encoder.name}, not {asked}.")
         return self._encoders
 

@@ -8,7 +8,7 @@
 # GERA_RUN_STEPS picks steps (default "tests bench sweep"); GERA_MPS=1 runs the sweep's worker
 # processes under CUDA MPS where the driver has it (one shared context: their small kernels run
 # side by side instead of taking turns).
-set -u
+set -u -o pipefail
 steps=${GERA_RUN_STEPS:-tests bench sweep}
 snapshot=$1 out=$2 budgets=${3:-10,30,100,300,1000,3000} workers=${4:-15} sweep_timeout=${5:-420}
 device=${GERA_RUN_DEVICE:-cuda}  # cpu: try this script where there is no GPU
@@ -30,7 +30,9 @@ $python -m pytest -q --noconftest -p no:cacheprovider -rs tests/test_cuda.py 2>&
   | tee "$out/test-cuda.txt"
 fi
 
-has bench && for run in "$device 3" "cpu 1"; do  # the same machine's CPU, for the ratio (one job: time is short)
+runs=("$device 3")
+[ "$device" = cpu ] || runs+=("cpu 1")  # the same machine's CPU, for the ratio (one job: time is short)
+has bench && for run in "${runs[@]}"; do
   set -- $run
   stamp "training bench on $1"
   $python -m gera bench --task "snapshot:$snapshot" --budget 100 --skip-encoders --repeats "$2" \
@@ -42,7 +44,11 @@ mps=off
 if [ "${GERA_MPS:-0}" = 1 ] && command -v nvidia-cuda-mps-control > /dev/null; then
   export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
   mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-  nvidia-cuda-mps-control -d && mps=on
+  # -d fails where a daemon already runs: its clients use MPS all the same
+  if nvidia-cuda-mps-control -d; then
+    mps=on
+    trap 'echo quit | nvidia-cuda-mps-control' EXIT  # also when a time limit kills the sweep
+  fi
 fi
 stamp "sweep on $device, $workers workers, budgets $budgets, MPS $mps"
 start=$(date +%s%N)
@@ -54,5 +60,5 @@ end=$(date +%s%N)
 echo "MPS $mps, $workers workers: sweep exit $status, wall $(( (end - start) / 1000000 )) ms (timeout ${sweep_timeout} s)" \
   | tee -a "$out/emoji-sweep-$device.txt"
 tail -5 "$out/emoji-sweep-$device.log"
-[ "$mps" = on ] && echo quit | nvidia-cuda-mps-control
 stamp done
+exit "$status"

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from gera.cache import EmbeddingCache
 from gera.cli import main
 from gera.data import get_task, parse_public_task_options
 from gera.embedded import EmbeddedTask
@@ -34,10 +35,12 @@ def _values(result):
             for metric, stat in method.metrics.items()}
 
 
-def test_a_float32_snapshot_gives_the_same_numbers(snapshots):
+def test_a_float32_snapshot_gives_the_same_numbers(snapshots, tmp_path):
     here = compare(SETTINGS)
     task = f"snapshot:{snapshots / 'float32.npz'}"
-    there = compare(CompareSettings(**{**SETTINGS.__dict__, "task": task, "task_options": {}}))
+    # An empty cache: the rows come from the snapshot, not from the cache the task filled.
+    there = compare(CompareSettings(**{**SETTINGS.__dict__, "task": task, "task_options": {}}),
+                    cache=EmbeddingCache(tmp_path / "cache"))
     assert _values(here) == _values(there)
     assert {n: m.chosen for n, m in here.methods.items()} == \
         {n: m.chosen for n, m in there.methods.items()}
@@ -62,10 +65,11 @@ def test_a_float16_snapshot_is_smaller_and_keeps_its_rows_apart(snapshots):
 def test_a_snapshot_refuses_what_it_does_not_hold(snapshots, tmp_path):
     name = f"snapshot:{snapshots / 'float32.npz'}"
     task = get_task(name)
-    with pytest.raises(GeraError, match=r"no split for budget 100, seed 0.*\(10, 0\)"):
+    with pytest.raises(GeraError, match=r"no split for budget 100, seed 0.*\[10, 0, 300, null, 0.2\]"):
         task.split(100, 0, 300, None)
     with pytest.raises(GeraError, match="was embedded with"):
         EmbeddedTask.open(name, encoder_a="efficientnet_lite0")
+    assert EmbeddedTask.open(name, encoder_b=" minilm").encoder_b.name == "minilm"
     with pytest.raises(GeraError, match="takes no options"):
         get_task(name, n_test=5)
     data = EmbeddedTask.open(name)
@@ -75,6 +79,10 @@ def test_a_snapshot_refuses_what_it_does_not_hold(snapshots, tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(GeraError, match="not a readable GeRA snapshot"):
         get_task(f"snapshot:{bad}")
+    whole = (snapshots / "float16.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(whole[:len(whole) // 2])  # a copy broken off
+    with pytest.raises(GeraError, match="not a readable GeRA snapshot"):
+        get_task(f"snapshot:{tmp_path / 'cut.npz'}")
     np.savez(tmp_path / "other.npz", meta=np.frombuffer(json.dumps({"format": "x"}).encode(), np.uint8))
     with pytest.raises(GeraError, match="not a GeRA snapshot"):
         get_task(f"snapshot:{tmp_path / 'other.npz'}")
