@@ -214,6 +214,27 @@ class Evaluated:
 Event = Union[EmbedProgress, FitStarted, TrainStep, Evaluated]
 
 
+_PARSED: dict[str, tuple[tuple[int, int], Any]] = {}  # path → ((mtime, size), its JSON)
+
+
+def _read_json(path) -> Any:
+    """A results file's JSON (None if unreadable), parsed again only when the file changes: the
+    app reads the whole results folder whenever a visitor switches model."""
+    import json
+
+    try:
+        stat = path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        cached = _PARSED.get(str(path))
+        if cached is None or cached[0] != stamp:
+            if len(_PARSED) >= 256:
+                _PARSED.clear()
+            _PARSED[str(path)] = cached = (stamp, json.loads(path.read_text()))
+        return cached[1]
+    except (OSError, ValueError):
+        return None
+
+
 def comparisons_by_budget(folder, task: str, encoders: Optional[tuple[str, str]] = None
                           ) -> tuple[list[CompareResult], list[str]]:
     """The comparisons of ``task`` saved in ``folder`` (``*.json`` written by ``compare`` or
@@ -221,18 +242,13 @@ def comparisons_by_budget(folder, task: str, encoders: Optional[tuple[str, str]]
     sweeps first, then single comparisons at budgets no sweep has; only those with ``encoders``
     (A, B) where given, so an encoder ablation never joins the curve. Returns the results by
     budget and the names of the files they came from. Unreadable files are skipped."""
-    import json
     from pathlib import Path
 
     found: dict[int, CompareResult] = {}
     sources: list[str] = []
     paths = sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []
-    documents = []
-    for path in paths:
-        try:
-            documents.append((path.name, json.loads(path.read_text())))
-        except (OSError, ValueError):
-            continue
+    documents = [(path.name, payload) for path in paths
+                 if (payload := _read_json(path)) is not None]
     documents.sort(key=lambda doc: not isinstance(doc[1], list))  # sweeps first
     for name, payload in documents:
         try:

@@ -18,4 +18,8 @@ status=0
 bash scripts/bench-compare.sh > results/bench-compare.txt
 "$PY" -m gera.ui.bench > results/app-bench.txt
 "$PY" -m gera.ui.bench --load > results/app-load.txt
+# The GPU runs (README "On a GPU") need a machine with CUDA; what it lacks travels as a snapshot
+# made here:  "$PY" -m gera snapshot --task emoji --seeds 5 --dtype float16 --out .gpu/emoji-f16.npz
+# There:      GERA_MPS=1 bash scripts/gpu-run.sh .gpu/emoji-f16.npz OUT   (OUT/emoji-sweep-cuda.*
+# are results/emoji-sweep-cuda.*; results/gpu-h200.txt gathers OUT's files under their commands).
 exit $status

@@ -102,6 +102,9 @@ def test_text_query_shows_images_and_a_budget_switch_answers_it_again(page, scre
     open_tab(page, "Retrieval playground")
     page.get_by_label("Model (image ↔ text)").click()
     page.get_by_role("option", name="emoji", exact=False).first.click()
+    # As a visitor would: search once the radio shows the chosen model's budgets (after a
+    # training run the page first held that run's one budget, N = 10).
+    page.locator('#image-budget input:checked[value="300"]').wait_for()
     page.get_by_label("Describe an image").fill("a large cat face in the centre")
     page.get_by_role("button", name="Search images", exact=True).click()
     page.locator(".grid-wrap img").nth(15).wait_for()  # 8 results × 2 methods
