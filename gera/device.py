@@ -54,7 +54,9 @@ def _counts() -> tuple[int, int]:
     return torch.get_num_threads(), faiss.omp_get_max_threads() if faiss else 0
 
 
-def _set_counts(counts: tuple[int, int]) -> None:
+def set_thread_counts(counts: tuple[int, int]) -> None:
+    """torch's threads (process-wide) and faiss's OpenMP threads (this thread's), where faiss is
+    installed."""
     torch.set_num_threads(counts[0])
     faiss = _faiss()
     if faiss is not None:
@@ -88,12 +90,12 @@ def cpu_threads(n: Optional[int]) -> Iterator[None]:
         if _threads_users == 0:
             _threads_before = _in_new_thread(_counts)
         _threads_users += 1
-        _set_counts((max(1, n), max(1, n)))
+        set_thread_counts((max(1, n), max(1, n)))
     try:
         yield
     finally:
         with _threads_lock:
             _threads_users -= 1
-            _set_counts(own)
+            set_thread_counts(own)
             if _threads_users == 0:
-                _in_new_thread(lambda: _set_counts(_threads_before))
+                _in_new_thread(lambda: set_thread_counts(_threads_before))

@@ -42,16 +42,12 @@ def seed_executor(workers: int = 1, ray: Optional[str] = None) -> Iterator[Optio
 
 
 def _single_threaded() -> None:
-    from gera.device import _faiss
-
     # Each worker is one of ``workers`` processes sharing the cores: BLAS, OpenMP or torch
     # threads on top would oversubscribe them and slow every process down.
-    import torch
     from threadpoolctl import threadpool_limits
 
+    from gera.device import set_thread_counts
+
     threadpool_limits(1)
-    torch.set_num_threads(1)
-    faiss = _faiss()
-    if faiss is not None:
-        faiss.omp_set_num_threads(1)
+    set_thread_counts((1, 1))
     import gera.experiment  # noqa: F401  (what every job needs, imported while the driver sets up)

@@ -111,10 +111,10 @@ class SnapshotEncoder(Encoder):
     (the class prompts), never a model."""
 
     def __init__(self, identity: dict, rows: dict, dtype: str, what: str):
-        for field in _IDENTITY:
-            setattr(self, "_" + field if field == "cache_key" else field, identity[field])
-        if dtype != "float32":  # rounded rows must not land under the exact rows' key
-            self._cache_key += f"|snapshot-{dtype}"
+        self.name, self.modality, self.dim = identity["name"], identity["modality"], identity["dim"]
+        self.preprocessing, self.version = identity["preprocessing"], identity["version"]
+        # Rounded rows must not land under the exact rows' key.
+        self._cache_key = identity["cache_key"] + ("" if dtype == "float32" else f"|snapshot-{dtype}")
         self._rows, self._what = rows, what
 
     @property
@@ -126,9 +126,9 @@ class SnapshotEncoder(Encoder):
         for position, item in enumerate(items):
             row = self._rows.get(item)
             if row is None:
-                raise GeraError(f"{self._what} holds no {self.modality} row for "
-                                f"{'prompt ' + repr(item) if isinstance(item, str) else 'item ' + str(item)}; "
-                                "make the snapshot with every budget and seed you run.")
+                what = f"prompt {item!r}" if isinstance(item, str) else f"item {item}"
+                raise GeraError(f"{self._what} holds no {self.modality} row for {what}; make the "
+                                "snapshot with every budget and seed you run.")
             out[position] = row
         if progress is not None:
             progress(len(items), len(items))

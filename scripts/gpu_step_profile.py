@@ -1,12 +1,12 @@
 """Where a training step's time goes on a GPU: wall time per step against the GPU's own kernel
 time per step, and kernels launched per step (torch.profiler), for GeRA and contrastive-only.
 
-    python scripts/gpu_step_profile.py snapshot:.gpu/emoji-f16.npz [BUDGET] [DEVICE] [STEPS]
+    python scripts/gpu_step_profile.py snapshot:.gpu/emoji-f16.npz [--budget 100] [--device cuda] [--steps 200]
 
 A step whose kernels take a small part of its wall time is bound by launching them (Python and
 the CUDA driver), not by the GPU: what several processes under MPS, or batched fits, can use.
 """
-import sys
+import argparse
 import time
 
 import torch
@@ -47,6 +47,10 @@ def main(task: str, budget: int = 100, device: str = "cuda", steps: int = 200) -
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    main(args[0], *(int(a) if a.isdigit() else a for a in args[1:3]),
-         *(int(a) for a in args[3:4]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("task")
+    parser.add_argument("--budget", type=int, default=100)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--steps", type=int, default=200)
+    args = parser.parse_args()
+    main(args.task, args.budget, args.device, args.steps)

@@ -40,18 +40,20 @@ def list_tasks() -> list[str]:
     return list(_BUILTIN) + [FOLDER_PREFIX + "<path>", SNAPSHOT_PREFIX + "<file>"]
 
 
+def _file_stamp(path: Path):
+    return (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
+
+
 def _memo_key(name: str, kwargs: dict) -> tuple:
     frozen = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
-    if name.startswith(SNAPSHOT_PREFIX):
+    if name.startswith(SNAPSHOT_PREFIX):  # a rewritten file is a new task
         path = Path(name[len(SNAPSHOT_PREFIX):]).expanduser().resolve()
-        stat = path.stat() if path.is_file() else None
-        return SNAPSHOT_PREFIX + str(path), frozen, stat and (stat.st_mtime_ns, stat.st_size)
+        return SNAPSHOT_PREFIX + str(path), frozen, _file_stamp(path)
     if not name.startswith(FOLDER_PREFIX):
         return name, frozen
     root = Path(name[len(FOLDER_PREFIX):]).expanduser().resolve()
     # A rewritten captions.csv / transcripts.csv must be re-validated: their stamps are in the key.
-    stamp = tuple((path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
-                  for path in (root / CSV_NAME, root / AUDIO_CSV_NAME))
+    stamp = tuple(_file_stamp(root / csv) for csv in (CSV_NAME, AUDIO_CSV_NAME))
     return FOLDER_PREFIX + str(root), frozen, stamp
 
 
