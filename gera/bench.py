@@ -23,7 +23,8 @@ from gera.settings import TrainConfig
 from gera.train import train
 
 
-def training_costs(task_name: str, budget: int, repeats: int, device: str = "auto") -> dict:
+def training_costs(task_name: str, budget: int, repeats: int, device: str = "auto",
+                   matmul_precision: str = "highest") -> dict:
     data = EmbeddedTask.open(task_name)
     task = data.task
     split = task.split(budget, 0)
@@ -31,11 +32,14 @@ def training_costs(task_name: str, budget: int, repeats: int, device: str = "aut
     args = (data.a(split.train_pairs[:, 0]), data.b(split.train_pairs[:, 1]),
             data.a(split.unpaired_a), data.b(split.unpaired_b))
     validate = validation_score(data, split, task.val_metric)
-    base = TrainConfig(device=device)
+    base = TrainConfig(device=device, matmul_precision=matmul_precision)
     out = {"device": resolve_device(base.device), "pool_a": len(args[0]) + len(args[2]),
            "pool_b": len(args[1]) + len(args[3]), "n_train_pairs": len(args[0])}
     for name in (featured(), featured_twin()):
         method = method_class(name)(base)
+        # Untimed: the pool's deduplication and kNN graph are built once and kept (as in a
+        # comparison), so neither the first method nor the first precision measured pays them.
+        train(*args, method.objective(), replace(method.config, max_steps=10), method=name)
         fixed = [train(*args, method.objective(), replace(method.config, max_steps=200),
                        method=name) for _ in range(repeats)]
         jobs = [train(*args, method.objective(), method.config, validate=validate, method=name)
@@ -107,6 +111,32 @@ def speech_words(folder: str) -> bool:
     return met
 
 
+def bf16_matmul_is_fast() -> bool:
+    """Whether ``matmul_precision="medium"`` changes anything on this CPU: oneDNN runs float32
+    products in bfloat16 only where the CPU has bfloat16 units (AMX or AVX512-BF16)."""
+    import torch
+
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def _print_training(t: dict, precision: str) -> None:
+    same = precision == "medium" and t["device"].type == "cpu" and not bf16_matmul_is_fast()
+    print(f"\nmatmul precision {precision}"
+          + (" (this CPU has no bfloat16 units: the same products as highest)" if same else ""))
+    print(f"{'':<14}{'ms/step':>10}{'points/step':>13}{'job wall s':>12}{'job steps':>11}")
+    for name in (featured(), featured_twin()):
+        r = t[name]
+        print(f"{name:<14}{r['ms_per_step']:>10.2f}{r['points_per_step']:>13.0f}"
+              f"{r['job_wall_s']:>12.2f}{r['job_steps']:>11.0f}")
+    print(f"{label(featured())} / {featured_twin()}: step {t['ratio_step']:.2f}×, whole job {t['ratio_job']:.2f}× "
+          f"(per step within the job {t['ratio_job_per_step']:.2f}×)")
+    g, c = t[featured()], t[featured_twin()]
+    print(f"breakdown: head points per step {g['points_per_step']:.0f} vs {c['points_per_step']:.0f} "
+          f"({g['points_per_step'] / c['points_per_step']:.2f}×) — the heads' matrix products dominate "
+          "a CPU step, so the step ratio follows the points ratio; the kNN graph is built once per "
+          "pool and shared by every fit of a seed")
+
+
 def main(args) -> None:
     if getattr(args, "scale", False):
         from gera.scale import run
@@ -118,26 +148,24 @@ def main(args) -> None:
             raise SystemExit(1)
         return
     cfg = TrainConfig()
-    t = training_costs(args.task, args.budget, args.repeats, args.device)
+    runs = {p: training_costs(args.task, args.budget, args.repeats, args.device, p)
+            for p in args.matmul_precisions}
+    t = next(iter(runs.values()))
     print(f"training cost — task {args.task}, budget {args.budget} ({t['n_train_pairs']} training pairs), "
           f"pools A {t['pool_a']} / B {t['pool_b']}, device {t['device']}, medians of {args.repeats}")
     print(f"default config: batch {cfg.batch_size} pairs, geo_batch {cfg.geo_batch} anchors × "
           f"(k {cfg.k} + 1) per modality, MLP {cfg.hidden} → {cfg.dim}")
-    print(f"{'':<14}{'ms/step':>10}{'points/step':>13}{'job wall s':>12}{'job steps':>11}")
-    for name in (featured(), featured_twin()):
-        r = t[name]
-        print(f"{name:<14}{r['ms_per_step']:>10.2f}{r['points_per_step']:>13.0f}"
-              f"{r['job_wall_s']:>12.2f}{r['job_steps']:>11.0f}")
-    print(f"{label(featured())} / {featured_twin()}: step {t['ratio_step']:.2f}×, whole job {t['ratio_job']:.2f}× "
-          f"(per step within the job {t['ratio_job_per_step']:.2f}×)")
+    for precision, t in runs.items():
+        _print_training(t, precision)
+    if len(runs) > 1:
+        first, *rest = runs
+        for other in rest:
+            speedups = ", ".join(f"{name} {runs[first][name]['job_wall_s'] / runs[other][name]['job_wall_s']:.2f}×"
+                                 for name in (featured(), featured_twin()))
+            print(f"matmul precision {other} against {first}, whole job: {speedups} faster")
     print("cost model: a contrastive step runs the heads on the batch's pairs (2·M points); GeRA adds "
           "geo_batch·(k+1) points per modality, run once per UNIQUE point (or one whole-pool pass "
           "when the pool is smaller), plus O(geo_batch·(k+1)²·d) for the two kernels.")
-    g, c = t[featured()], t[featured_twin()]
-    print(f"breakdown: head points per step {g['points_per_step']:.0f} vs {c['points_per_step']:.0f} "
-          f"({g['points_per_step'] / c['points_per_step']:.2f}×) — the heads' matrix products dominate "
-          "a CPU step, so the step ratio follows the points ratio; the kNN graph is built once per "
-          "pool and shared by every fit of a seed")
     if not args.skip_encoders:
         print(f"\nencoder throughput ({args.encoder_items} items, items/s)")
         print(f"{'encoder':<18}{'pipeline':>10}{'bare':>10}{'ratio':>8}")

@@ -340,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-items", type=int, default=512, help="items per encoder throughput run")
     p.add_argument("--skip-encoders", action="store_true")
     p.add_argument("--device", default="auto", help="where the heads train: auto | cpu | cuda")
+    p.add_argument("--matmul-precisions", type=lambda s: s.split(","), default=["highest", "medium"],
+                   help="training cost measured at each of these TrainConfig.matmul_precision "
+                        "values, in one run (default highest,medium)")
     p.add_argument("--scale", action="store_true",
                    help="instead: kNN graph build (exact / approximate, recall) and GeRA step time "
                         "at large synthetic pools (gera.scale)")

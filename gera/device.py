@@ -33,6 +33,20 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
+@contextmanager
+def matmul_precision(precision: str) -> Iterator[None]:
+    """torch's float32 matmul precision (process-wide) set to ``precision`` for the block."""
+    before = torch.get_float32_matmul_precision()
+    if precision == before:
+        yield
+        return
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 _threads_lock = threading.Lock()
 _threads_users = 0
 _threads_before = (0, 0)

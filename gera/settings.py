@@ -11,6 +11,7 @@ from gera.geometry import KERNELS
 
 HEADS = ("mlp", "linear")
 DIVERGENCES = ("frobenius", "kl")
+MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
 @dataclass
@@ -47,6 +48,12 @@ class TrainConfig:
     # multi-threaded OpenMP stalled each other ~30x here (a second user, a test run); one thread
     # costs little when alone.
     cpu_threads: int = 1
+    # How the training steps' float32 matrix products run: torch.set_float32_matmul_precision's
+    # values. "highest" is exact float32; "medium" rounds the inputs to bfloat16 and accumulates in
+    # float32 where the hardware does that fast (oneDNN on a CPU with AMX or AVX512-BF16; TF32 on
+    # CUDA) — mixed precision, as CLIP trains. Parameters, optimiser and validation stay float32.
+    # torch's setting is process-wide while a step runs, so the public app keeps the default.
+    matmul_precision: str = "highest"
 
     def __post_init__(self):
         """Checked when built, so a bad value is one clear message, not a failure mid-run."""
@@ -64,7 +71,9 @@ class TrainConfig:
             ("temperature", self.temperature > 0, "> 0"),
             ("batch_size", self.batch_size >= 1, "≥ 1"), ("max_steps", self.max_steps >= 1, "≥ 1"),
             ("eval_every", self.eval_every >= 1, "≥ 1"), ("patience", self.patience >= 1, "≥ 1"),
-            ("cpu_threads", self.cpu_threads >= 1, "≥ 1")) if not ok]
+            ("cpu_threads", self.cpu_threads >= 1, "≥ 1"),
+            ("matmul_precision", self.matmul_precision in MATMUL_PRECISIONS,
+             f"one of {', '.join(MATMUL_PRECISIONS)}")) if not ok]
         if problems:
             raise GeraError("Training options: " + "; ".join(problems) + ".")
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from gera.alignments import Standardizer
-from gera.device import cpu_threads, resolve_device
+from gera.device import cpu_threads, matmul_precision, resolve_device
 from gera.errors import GeraError, require_finite
 from gera.heads import HeadAlignment, make_head
 from gera.losses import MAX_LOGIT_SCALE
@@ -122,15 +122,16 @@ def _train(pairs_a, pairs_b, unpaired_a, unpaired_b, objective, cfg: TrainConfig
     stopping = EarlyStopping(validate if cfg.early_stopping else None, cfg.patience)
     history, step = [], 0
     for step in range(1, cfg.max_steps + 1):
-        batch = objective.sample(pair_rows_a, pair_rows_b)
-        loss, terms = objective.loss(batch, a, b, logit_scale)
-        if not torch.isfinite(loss):
-            raise GeraError(f"The training loss became {loss.item()} at step {step} (lr={cfg.lr}, "
-                            f"alpha={cfg.alpha}). Lower the learning rate or α, and check the "
-                            "embeddings for NaN/inf values.")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        with matmul_precision(cfg.matmul_precision):
+            batch = objective.sample(pair_rows_a, pair_rows_b)
+            loss, terms = objective.loss(batch, a, b, logit_scale)
+            if not torch.isfinite(loss):
+                raise GeraError(f"The training loss became {loss.item()} at step {step} "
+                                f"(lr={cfg.lr}, alpha={cfg.alpha}). Lower the learning rate or α, "
+                                "and check the embeddings for NaN/inf values.")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
         with torch.no_grad():  # CLIP clamps the parameter itself, so its gradient never dies
             logit_scale.clamp_(max=math.log(MAX_LOGIT_SCALE))
         if step % cfg.eval_every == 0 or step == cfg.max_steps:

@@ -231,6 +231,38 @@ def test_early_stopping_keeps_the_best_validation_state():
     assert retrieval(alignment, ta[:50], tb[:50])["recall@1_a2b"] == pytest.approx(max(scores))
 
 
+def test_reduced_matmul_precision_reaches_the_steps_and_only_them():
+    # "medium" is torch's process-wide setting: on during every training step (forward and
+    # backward), the process's own setting back afterwards — also after a failed run — and
+    # validation scored at full precision. The model trained that way still aligns.
+    pairs, unpaired, (ta, tb, _) = synthetic_world()
+    seen = {"step": set(), "validate": set()}
+    objective_loss = GeRA().objective().__class__.loss
+
+    def loss(self, *args):
+        seen["step"].add(torch.get_float32_matmul_precision())
+        return objective_loss(self, *args)
+
+    def validate(alignment):
+        seen["validate"].add(torch.get_float32_matmul_precision())
+        return retrieval(alignment, ta[:50], tb[:50])["recall@1_a2b"]
+
+    cfg = TrainConfig(matmul_precision="medium", **FAST)
+    method = GeRA(cfg)
+    objective = method.objective()
+    objective.loss = loss.__get__(objective)
+    from gera.train import train
+
+    result = train(pairs.a, pairs.b, unpaired.a, unpaired.b, objective, cfg, validate=validate)
+    assert seen == {"step": {"medium"}, "validate": {"highest"}}
+    assert torch.get_float32_matmul_precision() == "highest"
+    assert retrieval(result.alignment, ta, tb)["recall@10_a2b"] > 0.15
+    with pytest.raises(GeraError, match="loss became"):
+        GeRA(TrainConfig(max_steps=50, lr=1e30, temperature=1e-30,
+                         matmul_precision="medium")).fit(pairs, unpaired)
+    assert torch.get_float32_matmul_precision() == "highest"
+
+
 def test_alpha_zero_is_contrastive_only():
     pairs, unpaired, _ = synthetic_world()
     a = GeRA(TrainConfig(alpha=0.0, **FAST)).fit(pairs, unpaired)
@@ -360,7 +392,8 @@ def test_unknown_training_option_is_named():
 
 
 @pytest.mark.parametrize("option, value", [("alpha", -1.0), ("eval_every", 0), ("temperature", 0.0),
-                                           ("kernel", "gaussian"), ("head", "transformer")])
+                                           ("kernel", "gaussian"), ("head", "transformer"),
+                                           ("matmul_precision", "bf16")])
 def test_bad_training_values_are_refused_when_built(option, value):
     with pytest.raises(GeraError, match=option):
         GeRA(**{option: value})

@@ -162,8 +162,11 @@ def test_bench_prints_the_training_cost_ratio(capsys):
     assert main(["bench", "--task", f"folder:{EXAMPLE_FOLDER}", "--budget", "10", "--repeats", "1",
                  "--skip-encoders"]) == 0
     out = capsys.readouterr().out
-    ratio = float(out.split("GeRA / contrastive: step ")[1].split("×")[0])  # featured / twin
-    assert ratio > 1.0, "a GeRA step does more work than a contrastive one"
+    for precision in ("highest", "medium"):  # both measured in the one run, each with its ratio
+        section = out.split(f"matmul precision {precision}")[1]
+        ratio = float(section.split("GeRA / contrastive: step ")[1].split("×")[0])  # featured / twin
+        assert ratio > 1.0, "a GeRA step does more work than a contrastive one"
+    assert "matmul precision medium against highest, whole job: gera" in out
 
 
 @pytest.mark.slow
