@@ -17,13 +17,16 @@ def test_knn_on_the_gpu_matches_the_cpu_graph():
     assert (cpu_idx == gpu_idx).mean() > 0.99  # ties may order differently
 
 
-def test_gera_trains_and_evaluates_on_the_gpu():
+@pytest.mark.parametrize("precision", ["highest", "medium"])  # medium: TF32 products on CUDA
+def test_gera_trains_and_evaluates_on_the_gpu(precision):
     from gera.methods import GeRA
     from gera.settings import TrainConfig
     from test_core import synthetic_world
 
     pairs, unpaired, (ta, tb, _) = synthetic_world()
-    alignment = GeRA(TrainConfig(device="cuda", max_steps=60), alpha=10.0).fit(pairs, unpaired)
+    config = TrainConfig(device="cuda", max_steps=60, matmul_precision=precision)
+    alignment = GeRA(config, alpha=10.0).fit(pairs, unpaired)
+    assert torch.get_float32_matmul_precision() == "highest"
     za, zb = alignment.embed_a(ta), alignment.embed_b(tb)
     assert za.shape == zb.shape and np.isfinite(za).all()
     assert next(alignment.head_a.parameters()).device.type == "cuda"
