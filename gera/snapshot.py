@@ -161,7 +161,10 @@ class SnapshotTask(Task):
         self.class_names = meta["class_names"]
         self.labels_a = arrays.get("labels_a")
         what = f"The snapshot {path.name} (task {self.name})"
-        self._splits = {entry["key"]: self._split(number, entry, arrays)
+        # In every split's info, so a result made from a snapshot says so in its config (float16
+        # rows are rounded: its numbers agree with the task's within seed noise, not to the digit).
+        origin = {"snapshot": path.name, "snapshot_dtype": meta["dtype"]}
+        self._splits = {entry["key"]: self._split(number, entry, arrays, origin)
                         for number, entry in enumerate(meta["splits"])}
         encoders = {}
         for side in ("a", "b"):
@@ -178,7 +181,7 @@ class SnapshotTask(Task):
         self._what = what
 
     @staticmethod
-    def _split(number: int, entry: dict, arrays: dict) -> Split:
+    def _split(number: int, entry: dict, arrays: dict, origin: dict) -> Split:
         def zero_shot(field: str) -> Optional[ZeroShot]:
             if field not in entry:
                 return None
@@ -187,7 +190,7 @@ class SnapshotTask(Task):
                             arrays[f"split{number}_{field}_labels"])
         return Split(*(arrays[f"split{number}_{name}"] for name in _SPLIT_ARRAYS),
                      zero_shot=zero_shot("zero_shot"), val_zero_shot=zero_shot("val_zero_shot"),
-                     info=entry["info"])
+                     info={**entry["info"], **origin})
 
     def max_budget(self) -> int:
         return self._max_budget

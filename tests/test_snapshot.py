@@ -45,6 +45,8 @@ def test_a_float32_snapshot_gives_the_same_numbers(snapshots, tmp_path):
     assert {n: m.chosen for n, m in here.methods.items()} == \
         {n: m.chosen for n, m in there.methods.items()}
     assert there.config["encoder_a"] == here.config["encoder_a"]
+    assert there.config["split"]["snapshot_dtype"] == "float32"  # the result says where it came from
+    assert there.config["split"]["snapshot"] == "float32.npz" and "snapshot" not in here.config["split"]
     assert here.ceiling == there.ceiling
 
 
@@ -55,6 +57,7 @@ def test_a_float16_snapshot_is_smaller_and_keeps_its_rows_apart(snapshots):
     enc_exact, enc_rounded = exact.own_encoders(None, None)[0], rounded.own_encoders(None, None)[0]
     assert enc_exact.name == enc_rounded.name and enc_exact.cache_key != enc_rounded.cache_key
     split = rounded.split(30, 1, 300, None)
+    assert split.info["snapshot_dtype"] == "float16"
     rows = [EmbeddedTask.open(f"snapshot:{snapshots / f'{d}.npz'}") for d in ("float32", "float16")]
     for data in rows:
         data.ensure(split.unpaired_a, split.unpaired_b)
