@@ -258,11 +258,11 @@ def test_the_budget_radio_leaves_its_check_to_the_callbacks():
     # A search sent just after switching models carries the old model's budget: the callback
     # names the budgets the new model has (above), where Gradio's own check only said "not in
     # the list of choices". The front end still draws it as Gradio's radio.
-    from gera.ui.budget_selector import BudgetRadio
+    from gera.ui.budget_selector import radio
+    from gera.ui.models import ShippedModels
 
-    radio = BudgetRadio([("N = 30", 30), ("N = 300", 300)], value=30)
-    assert radio.preprocess(10) == 10 and radio.preprocess("../etc") == "../etc"
-    assert radio.get_block_name() == "radio"
+    budget = radio(ShippedModels(AppConfig().checkpoints, limit=40), ["shipped:emoji"], "budget")
+    assert budget.preprocess(10) == 10 and budget.preprocess("../etc") == "../etc"
 
 
 def test_a_method_whose_fit_runs_several_trainings_counts_them_against_the_job_limit():
