@@ -235,13 +235,23 @@ def _read_json(path) -> Any:
         return None
 
 
+def _reduced_precision(payload) -> bool:
+    runs = payload if isinstance(payload, list) else [payload]
+    return any(isinstance(r, dict) and isinstance(r.get("config"), dict)
+               and isinstance(r["config"].get("train"), dict)
+               and r["config"]["train"].get("matmul_precision", "highest") != "highest"
+               for r in runs)
+
+
 def comparisons_by_budget(folder, task: str, encoders: Optional[tuple[str, str]] = None
                           ) -> tuple[list[CompareResult], list[str]]:
     """The comparisons of ``task`` saved in ``folder`` (``*.json`` written by ``compare`` or
     ``sweep`` with ``--json``; ablations are left out, they vary a setting), one per budget:
     sweeps first, then single comparisons at budgets no sweep has; only those with ``encoders``
     (A, B) where given, so an encoder ablation never joins the curve. Returns the results by
-    budget and the names of the files they came from. Unreadable files are skipped."""
+    budget and the names of the files they came from. Unreadable files are skipped. Results
+    trained at reduced matmul precision (``--matmul-precision medium``: timing runs, equal within
+    seed noise, not to the digit) come after full-precision ones, so they fill gaps only."""
     from pathlib import Path
 
     found: dict[int, CompareResult] = {}
@@ -249,7 +259,7 @@ def comparisons_by_budget(folder, task: str, encoders: Optional[tuple[str, str]]
     paths = sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []
     documents = [(path.name, payload) for path in paths
                  if (payload := _read_json(path)) is not None]
-    documents.sort(key=lambda doc: not isinstance(doc[1], list))  # sweeps first
+    documents.sort(key=lambda doc: (_reduced_precision(doc[1]), not isinstance(doc[1], list)))
     for name, payload in documents:
         try:
             runs = [CompareResult.from_json(r) for r in payload] if isinstance(payload, list) \

@@ -105,11 +105,12 @@ def test_the_budget_chart_reads_sweeps_then_compares_and_falls_back_to_checkpoin
     from gera.ui.budgets import budget_curves
     from gera.ui.models import ShippedModels
 
-    def compare(budget, r1):
+    def compare(budget, r1, precision="highest"):
         stat = {"mean": r1, "std": 0.01, "values": [r1 - 0.01, r1 + 0.01]}
         record = {"metrics": {"recall@1_b2a": stat, "zero_shot_top1": stat}, "chosen": [{}, {}],
                   "val_score": stat, "best_step": [], "fit_s": stat}
-        return {"task": "emoji", "budget": budget, "config": {"seeds": [0, 1]}, "wall_s": 1.0,
+        return {"task": "emoji", "budget": budget, "wall_s": 1.0,
+                "config": {"seeds": [0, 1], "train": {"matmul_precision": precision}},
                 "methods": {"gera": record, "asif": record}}
 
     shipped = ShippedModels(shipped_folder, limit=40)
@@ -122,9 +123,14 @@ def test_the_budget_chart_reads_sweeps_then_compares_and_falls_back_to_checkpoin
     (tmp_path / "emoji-300-alpha.json").write_text(json.dumps(
         {"task": "emoji", "budget": 300, "param": "alpha", "values": [1], "runs": []}))
     (tmp_path / "junk.json").write_text("[{]")
+    # a timing run at reduced precision (sorts first by name) only fills budgets nothing else has
+    (tmp_path / "emoji-sweep-medium.json").write_text(json.dumps(
+        [compare(30, 0.5, "medium"), compare(1000, 0.4, "medium")]))
     results, files = comparisons_by_budget(tmp_path, "emoji")
-    assert [r.budget for r in results] == [30, 100, 300]
-    assert files == ["emoji-sweep.json", "emoji-300.json"]
+    assert [r.budget for r in results] == [30, 100, 300, 1000]
+    assert files == ["emoji-sweep.json", "emoji-300.json", "emoji-sweep-medium.json"]
+    assert results[0].methods["gera"].metrics["recall@1_b2a"].mean == 0.1
+    (tmp_path / "emoji-sweep-medium.json").unlink()
     curves = budget_curves(shipped, "shipped:emoji", tmp_path)
     assert curves.metric == "recall@1_b2a" and curves.shipped == [30, 300]
     assert [(n, round(m)) for n, m, _ in curves.series["gera"]] == [(30, 10), (100, 20), (300, 30)]
