@@ -96,26 +96,26 @@ def build(shipped: ShippedModels, session: gr.State, queries: RateLimiter,
     # Parameter names are the API's (gradio_client users pass them by name).
     @errors_as_ui
     def search_images(session_value, model, budget, baseline, text, k, request: gr.Request):
-        return answers(request, session_value, model, budget, baseline, retrieval.text_to_images,
-                       text, k)
+        models = checked(request, session_value, model, budget)
+        return retrieval.text_to_images(models, (ours, baseline), text, int(k))
 
     @errors_as_ui
     def find_captions(session_value, model, budget, baseline, image, k, request: gr.Request):
+        models = checked(request, session_value, model, budget)
         picture = retrieval.load_query_image(image)
-        return [picture] + answers(request, session_value, model, budget, baseline,
-                                   retrieval.image_to_texts, picture, k)
+        return [picture] + retrieval.image_to_texts(models, (ours, baseline), picture, int(k))
 
     @errors_as_ui
     def find_transcripts(session_value, model, budget, baseline, audio, k, request: gr.Request):
+        models = checked(request, session_value, model, budget)
         clip = retrieval.load_query_audio(audio)
-        return answers(request, session_value, model, budget, baseline,
-                       retrieval.speech_to_texts, clip, k)
+        return retrieval.speech_to_texts(models, (ours, baseline), clip, int(k))
 
-    def answers(request, session_value, model, budget, baseline, query_fn, query, k) -> list:
-        """One query, answered by the featured method and the chosen baseline."""
+    def checked(request, session_value, model, budget):
+        """The visitor's query allowance, then the model set they name at the budget they name:
+        both checked before an upload is decoded (the cheap refusals first)."""
         queries.check(visitor_of(request))
-        models = resolve(shipped, session_value, model, budget)
-        return query_fn(models, (ours, baseline), query, int(k))
+        return resolve(shipped, session_value, model, budget)
 
     @errors_as_ui
     def again_images(session_value, model, budget, baseline, text, image, k, request: gr.Request):
