@@ -130,11 +130,6 @@ def _print_training(t: dict, precision: str) -> None:
               f"{r['job_wall_s']:>12.2f}{r['job_steps']:>11.0f}")
     print(f"{label(featured())} / {featured_twin()}: step {t['ratio_step']:.2f}×, whole job {t['ratio_job']:.2f}× "
           f"(per step within the job {t['ratio_job_per_step']:.2f}×)")
-    g, c = t[featured()], t[featured_twin()]
-    print(f"breakdown: head points per step {g['points_per_step']:.0f} vs {c['points_per_step']:.0f} "
-          f"({g['points_per_step'] / c['points_per_step']:.2f}×) — the heads' matrix products dominate "
-          "a CPU step, so the step ratio follows the points ratio; the kNN graph is built once per "
-          "pool and shared by every fit of a seed")
 
 
 def main(args) -> None:
@@ -166,6 +161,11 @@ def main(args) -> None:
     print("cost model: a contrastive step runs the heads on the batch's pairs (2·M points); GeRA adds "
           "geo_batch·(k+1) points per modality, run once per UNIQUE point (or one whole-pool pass "
           "when the pool is smaller), plus O(geo_batch·(k+1)²·d) for the two kernels.")
+    g, c = t[featured()], t[featured_twin()]  # points per step: the same at every precision
+    print(f"breakdown: head points per step {g['points_per_step']:.0f} vs {c['points_per_step']:.0f} "
+          f"({g['points_per_step'] / c['points_per_step']:.2f}×) — the heads' matrix products dominate "
+          "a CPU step, so the step ratio follows the points ratio; the kNN graph is built once per "
+          "pool and shared by every fit of a seed")
     if not args.skip_encoders:
         print(f"\nencoder throughput ({args.encoder_items} items, items/s)")
         print(f"{'encoder':<18}{'pipeline':>10}{'bare':>10}{'ratio':>8}")

@@ -33,18 +33,33 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
+_precision_lock = threading.Lock()
+_precision_users = 0
+_precision_before = "highest"
+
+
 @contextmanager
 def matmul_precision(precision: str) -> Iterator[None]:
-    """torch's float32 matmul precision (process-wide) set to ``precision`` for the block."""
-    before = torch.get_float32_matmul_precision()
-    if precision == before:
+    """torch's float32 matmul precision set to ``precision`` for the block; ``"highest"`` leaves
+    the process's own setting alone. torch's setting is process-wide: trainings overlapping in
+    one process (threads) share the last one set, and the last to finish gives the process back
+    the setting it had before the first began."""
+    global _precision_users, _precision_before
+    if precision == "highest":
         yield
         return
-    torch.set_float32_matmul_precision(precision)
+    with _precision_lock:
+        if _precision_users == 0:
+            _precision_before = torch.get_float32_matmul_precision()
+        _precision_users += 1
+        torch.set_float32_matmul_precision(precision)
     try:
         yield
     finally:
-        torch.set_float32_matmul_precision(before)
+        with _precision_lock:
+            _precision_users -= 1
+            if _precision_users == 0:
+                torch.set_float32_matmul_precision(_precision_before)
 
 
 _threads_lock = threading.Lock()

@@ -49,10 +49,11 @@ class TrainConfig:
     # costs little when alone.
     cpu_threads: int = 1
     # How the training steps' float32 matrix products run: torch.set_float32_matmul_precision's
-    # values. "highest" is exact float32; "medium" rounds the inputs to bfloat16 and accumulates in
-    # float32 where the hardware does that fast (oneDNN on a CPU with AMX or AVX512-BF16; TF32 on
-    # CUDA) — mixed precision, as CLIP trains. Parameters, optimiser and validation stay float32.
-    # torch's setting is process-wide while a step runs, so the public app keeps the default.
+    # values. "highest" leaves torch's setting as the process has it (exact float32 unless the
+    # process changed it); "medium" rounds the inputs to bfloat16 and accumulates in float32 where
+    # the hardware does that fast (oneDNN on a CPU with AMX or AVX512-BF16; TF32 on CUDA) — mixed
+    # precision, as CLIP trains. Parameters, optimiser and validation stay float32. torch's
+    # setting is process-wide while a step runs, so the public app keeps the default.
     matmul_precision: str = "highest"
 
     def __post_init__(self):

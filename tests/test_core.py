@@ -236,12 +236,14 @@ def test_reduced_matmul_precision_reaches_the_steps_and_only_them():
     # backward), the process's own setting back afterwards — also after a failed run — and
     # validation scored at full precision. The model trained that way still aligns.
     pairs, unpaired, (ta, tb, _) = synthetic_world()
-    seen = {"step": set(), "validate": set()}
+    seen = {"step": set(), "backward": set(), "validate": set()}
     objective_loss = GeRA().objective().__class__.loss
 
     def loss(self, *args):
         seen["step"].add(torch.get_float32_matmul_precision())
-        return objective_loss(self, *args)
+        out = objective_loss(self, *args)
+        out[0].register_hook(lambda grad: seen["backward"].add(torch.get_float32_matmul_precision()))
+        return out
 
     def validate(alignment):
         seen["validate"].add(torch.get_float32_matmul_precision())
@@ -254,13 +256,43 @@ def test_reduced_matmul_precision_reaches_the_steps_and_only_them():
     from gera.train import train
 
     result = train(pairs.a, pairs.b, unpaired.a, unpaired.b, objective, cfg, validate=validate)
-    assert seen == {"step": {"medium"}, "validate": {"highest"}}
+    assert seen == {"step": {"medium"}, "backward": {"medium"}, "validate": {"highest"}}
     assert torch.get_float32_matmul_precision() == "highest"
     assert retrieval(result.alignment, ta, tb)["recall@10_a2b"] > 0.15
     with pytest.raises(GeraError, match="loss became"):
         GeRA(TrainConfig(max_steps=50, lr=1e30, temperature=1e-30,
                          matmul_precision="medium")).fit(pairs, unpaired)
     assert torch.get_float32_matmul_precision() == "highest"
+
+
+def test_overlapping_trainings_give_the_process_its_precision_back():
+    # Two app users' jobs in threads: the first to finish must not strand the other, nor the
+    # last leave the process at "medium". "highest" leaves the process's own setting alone.
+    import threading
+
+    from gera.device import matmul_precision
+
+    inside, release = threading.Event(), threading.Event()
+
+    def first():
+        with matmul_precision("medium"):
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    inside.wait(10)
+    with matmul_precision("medium"):
+        release.set()
+        thread.join()
+        assert torch.get_float32_matmul_precision() == "medium"
+    assert torch.get_float32_matmul_precision() == "highest"
+    torch.set_float32_matmul_precision("high")
+    try:
+        with matmul_precision("highest"):
+            assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision("highest")
 
 
 def test_alpha_zero_is_contrastive_only():

@@ -262,7 +262,12 @@ def test_the_budget_radio_leaves_its_check_to_the_callbacks():
     from gera.ui.models import ShippedModels
 
     budget = radio(ShippedModels(AppConfig().checkpoints, limit=40), ["shipped:emoji"], "budget")
-    assert budget.preprocess(10) == 10 and budget.preprocess("../etc") == "../etc"
+    # Gradio answers gr.update(choices=…) with a new component built from the class: the same
+    rebuilt = type(budget)(**{**budget.constructor_args, "choices": [("N = 30", 30)],
+                              "render": False})
+    for component in (budget, rebuilt):
+        assert component.preprocess(10) == 10 and component.preprocess("../etc") == "../etc"
+        assert component.get_block_name() == "radio"
 
 
 def test_a_method_whose_fit_runs_several_trainings_counts_them_against_the_job_limit():

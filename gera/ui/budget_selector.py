@@ -24,19 +24,27 @@ def _union(shipped: ShippedModels, keys: Iterable[str]) -> list[tuple[str, int]]
     return [(f"N = {b}", b) for b in budgets]
 
 
+class BudgetRadio(gr.Radio):
+    """Gradio's radio, whose value the callbacks check rather than Gradio.
+
+    Its choices follow the chosen model, and a search sent while they change (a click just after
+    switching models) carries the old model's budget, which Gradio's own check refused ("not in
+    the list of choices") before a callback could say which budgets the model has. The callbacks
+    check every budget anyway (``ShippedModels.budget_of``: it may come from anyone). A class,
+    not an instance patch: Gradio rebuilds a component from its class for each ``gr.update``.
+    (Gradio writes a ``.pyi`` stub of it beside this module on import; git ignores it.)"""
+
+    is_template = True  # drawn by the front end's radio
+
+    def preprocess(self, payload):
+        return payload
+
+
 def radio(shipped: ShippedModels, keys: list[str], elem_id: str) -> gr.Radio:
     """The budget radio for a model selector offering ``keys`` (the first one chosen)."""
     first = keys[0] if keys else None
-    budget = gr.Radio(_union(shipped, keys), value=shipped.default_budget(first) if first else None,
-                      label=LABEL, info=INFO, elem_id=elem_id)
-    # Its choices follow the chosen model, and a search sent while they change (a click just
-    # after switching models) carries the old model's budget, which Gradio's own check refused
-    # ("not in the list of choices") before a callback could say which budgets the model has.
-    # The callbacks check every budget anyway (``ShippedModels.budget_of``: it may come from
-    # anyone). Set on the instance: a subclass of a Gradio component writes a .pyi stub beside
-    # its module when imported.
-    budget.preprocess = lambda payload: payload
-    return budget
+    return BudgetRadio(_union(shipped, keys), value=shipped.default_budget(first) if first else None,
+                       label=LABEL, info=INFO, elem_id=elem_id)
 
 
 def chart(shipped: ShippedModels, results: Path, key: Optional[str],

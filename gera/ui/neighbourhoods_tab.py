@@ -73,7 +73,7 @@ def build(shipped: ShippedModels, session: gr.State, tab: gr.Tab,
         models.alignment(method)
         view = compute_view(models, method, modality, int(points), int(k), bool(centre))
         return (view, None, *figures(view, colour_by, None),
-                budget_selector.chart_and_note(shipped, results, model, budget)[0])
+                budget_selector.chart_and_note(shipped, results, model, models.budget)[0])
 
     @errors_as_ui
     def redraw(view, colour_by, point):
