@@ -145,23 +145,23 @@ def main(args) -> None:
     cfg = TrainConfig()
     runs = {p: training_costs(args.task, args.budget, args.repeats, args.device, p)
             for p in args.matmul_precisions}
-    t = next(iter(runs.values()))
-    print(f"training cost — task {args.task}, budget {args.budget} ({t['n_train_pairs']} training pairs), "
-          f"pools A {t['pool_a']} / B {t['pool_b']}, device {t['device']}, medians of {args.repeats}")
+    first = next(iter(runs.values()))  # pools, points per step: the same at every precision
+    print(f"training cost — task {args.task}, budget {args.budget} ({first['n_train_pairs']} training "
+          f"pairs), pools A {first['pool_a']} / B {first['pool_b']}, device {first['device']}, "
+          f"medians of {args.repeats}")
     print(f"default config: batch {cfg.batch_size} pairs, geo_batch {cfg.geo_batch} anchors × "
           f"(k {cfg.k} + 1) per modality, MLP {cfg.hidden} → {cfg.dim}")
     for precision, t in runs.items():
         _print_training(t, precision)
-    if len(runs) > 1:
-        first, *rest = runs
-        for other in rest:
-            speedups = ", ".join(f"{name} {runs[first][name]['job_wall_s'] / runs[other][name]['job_wall_s']:.2f}×"
-                                 for name in (featured(), featured_twin()))
-            print(f"matmul precision {other} against {first}, whole job: {speedups} faster")
+    baseline, *others = runs
+    for other in others:
+        speedups = ", ".join(f"{name} {first[name]['job_wall_s'] / runs[other][name]['job_wall_s']:.2f}×"
+                             for name in (featured(), featured_twin()))
+        print(f"matmul precision {other} against {baseline}, whole job: {speedups} faster")
     print("cost model: a contrastive step runs the heads on the batch's pairs (2·M points); GeRA adds "
           "geo_batch·(k+1) points per modality, run once per UNIQUE point (or one whole-pool pass "
           "when the pool is smaller), plus O(geo_batch·(k+1)²·d) for the two kernels.")
-    g, c = t[featured()], t[featured_twin()]  # points per step: the same at every precision
+    g, c = first[featured()], first[featured_twin()]
     print(f"breakdown: head points per step {g['points_per_step']:.0f} vs {c['points_per_step']:.0f} "
           f"({g['points_per_step'] / c['points_per_step']:.2f}×) — the heads' matrix products dominate "
           "a CPU step, so the step ratio follows the points ratio; the kNN graph is built once per "

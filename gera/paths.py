@@ -47,3 +47,12 @@ def sessions_root() -> Path:
     of their own data, thumbnails): ``$GERA_SESSIONS_DIR``, else ``gera-sessions/`` in the
     system temp folder."""
     return _from_env("GERA_SESSIONS_DIR") or Path(tempfile.gettempdir()) / "gera-sessions"
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """``(mtime_ns, size)`` of a file, None where there is none: what says it was rewritten."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size) if Path(path).is_file() else None

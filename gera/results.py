@@ -222,25 +222,21 @@ def _read_json(path) -> Any:
     app reads the whole results folder whenever a visitor switches model."""
     import json
 
-    try:
-        stat = path.stat()
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        cached = _PARSED.get(str(path))
-        if cached is None or cached[0] != stamp:
-            if len(_PARSED) >= 256:
-                _PARSED.clear()
-            _PARSED[str(path)] = cached = (stamp, json.loads(path.read_text()))
-        return cached[1]
-    except (OSError, ValueError):
+    from gera.paths import file_stamp
+
+    stamp = file_stamp(path)
+    if stamp is None:
         return None
-
-
-def _reduced_precision(payload) -> bool:
-    runs = payload if isinstance(payload, list) else [payload]
-    return any(isinstance(r, dict) and isinstance(r.get("config"), dict)
-               and isinstance(r["config"].get("train"), dict)
-               and r["config"]["train"].get("matmul_precision", "highest") != "highest"
-               for r in runs)
+    cached = _PARSED.get(str(path))
+    if cached is None or cached[0] != stamp:
+        try:
+            payload = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if len(_PARSED) >= 256:
+            _PARSED.clear()
+        _PARSED[str(path)] = cached = (stamp, payload)
+    return cached[1]
 
 
 def comparisons_by_budget(folder, task: str, encoders: Optional[tuple[str, str]] = None
@@ -257,15 +253,19 @@ def comparisons_by_budget(folder, task: str, encoders: Optional[tuple[str, str]]
     found: dict[int, CompareResult] = {}
     sources: list[str] = []
     paths = sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []
-    documents = [(path.name, payload) for path in paths
-                 if (payload := _read_json(path)) is not None]
-    documents.sort(key=lambda doc: (_reduced_precision(doc[1]), not isinstance(doc[1], list)))
-    for name, payload in documents:
+    documents = []  # (reduced precision, not a sweep, file name, its comparisons)
+    for path in paths:
+        payload = _read_json(path)
         try:
             runs = [CompareResult.from_json(r) for r in payload] if isinstance(payload, list) \
                 else [] if "runs" in payload else [CompareResult.from_json(payload)]
         except (KeyError, TypeError, AttributeError):
             continue
+        reduced = any(r.config.get("train", {}).get("matmul_precision", "highest") != "highest"
+                      for r in runs)
+        documents.append((reduced, not isinstance(payload, list), path.name, runs))
+    documents.sort(key=lambda doc: doc[:2])  # stable: by file name within each kind
+    for _, _, name, runs in documents:
         new = [r for r in runs if r.task == task and r.budget not in found and (
             encoders is None or (r.config.get("encoder_a"), r.config.get("encoder_b")) == encoders)]
         for r in new:

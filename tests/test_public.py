@@ -247,6 +247,13 @@ def test_one_flag_makes_an_app_public(monkeypatch):
     ("/speech_to_transcripts", dict(model="shipped:spoken-words", budget="../etc",
                                     baseline="asif", audio=None, k=3),
      "No shipped spoken-words checkpoints at N = ../etc"),
+    # the radio leaves its value to the callbacks: any JSON may arrive
+    ("/text_to_images", dict(model="shipped:emoji", budget=[300], baseline="asif", text="a pizza",
+                             k=3), r"No shipped emoji checkpoints at N = \[300\]"),
+    ("/neighbourhoods", dict(model="shipped:emoji", budget={"n": 300}, method="gera", modality="a",
+                             points=100, k=10, colour_by="class"), "No shipped emoji checkpoints"),
+    ("/text_to_images", dict(model="shipped:emoji", budget=True, baseline="asif", text="a pizza",
+                             k=3), "No shipped emoji checkpoints at N = True"),
 ])
 def test_hostile_query_parameters_are_refused(client, endpoint, args, problem):
     with pytest.raises(AppError, match=problem) as err:

@@ -17,6 +17,7 @@ from gera.data.folder import AUDIO_CSV_NAME, CSV_NAME, FolderTask, open_folder
 from gera.data.options import describe_options, parse_public_options
 from gera.data.spoken_words import SpokenWords
 from gera.errors import GeraError
+from gera.paths import file_stamp
 
 __all__ = ["ItemSet", "Split", "Task", "ZeroShot", "get_task", "list_tasks",
            "parse_public_task_options", "parse_task_options", "public_task_options_help"]
@@ -40,20 +41,16 @@ def list_tasks() -> list[str]:
     return list(_BUILTIN) + [FOLDER_PREFIX + "<path>", SNAPSHOT_PREFIX + "<file>"]
 
 
-def _file_stamp(path: Path):
-    return (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
-
-
 def _memo_key(name: str, kwargs: dict) -> tuple:
     frozen = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
     if name.startswith(SNAPSHOT_PREFIX):  # a rewritten file is a new task
         path = Path(name[len(SNAPSHOT_PREFIX):]).expanduser().resolve()
-        return SNAPSHOT_PREFIX + str(path), frozen, _file_stamp(path)
+        return SNAPSHOT_PREFIX + str(path), frozen, file_stamp(path)
     if not name.startswith(FOLDER_PREFIX):
         return name, frozen
     root = Path(name[len(FOLDER_PREFIX):]).expanduser().resolve()
     # A rewritten captions.csv / transcripts.csv must be re-validated: their stamps are in the key.
-    stamp = tuple(_file_stamp(root / csv) for csv in (CSV_NAME, AUDIO_CSV_NAME))
+    stamp = tuple(file_stamp(root / csv) for csv in (CSV_NAME, AUDIO_CSV_NAME))
     return FOLDER_PREFIX + str(root), frozen, stamp
 
 
