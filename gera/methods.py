@@ -11,6 +11,7 @@ Nothing outside this module decides anything by a method's name: ask the registr
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from abc import ABC, abstractmethod
@@ -123,6 +124,17 @@ class Method(ABC):
             should_stop: Optional[Callable[[], bool]] = None) -> Alignment:
         """The fitted alignment; trained methods leave their history on it."""
 
+    @classmethod
+    def fit_together(cls, methods: list["Method"], pairs: Pairs, unpaired: Unpaired,
+                     validate: Validate = None,
+                     progress: Optional[Callable[[int, dict], None]] = None,
+                     should_stop: Optional[Callable[[], bool]] = None) -> list[Alignment]:
+        """``[m.fit(…) for m in methods]``, settings of this method on the same data (tuning's
+        first settings); a method that can do them at once overrides it. ``progress(i, row)``."""
+        return [m.fit(pairs, unpaired, validate,
+                      None if progress is None else functools.partial(progress, i), should_stop)
+                for i, m in enumerate(methods)]
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
@@ -188,12 +200,40 @@ class GeRA(Method):
         from gera.train import train  # lazy: keeps torch out of the CLI's start-up
 
         objective.multi_positive = self.config.multi_positive
-        result = train(pairs.a, pairs.b, unpaired.a, unpaired.b, objective, self.config,
-                       self.seed, validate, progress, should_stop, method=self.name)
-        alignment = result.alignment
-        alignment.history, alignment.best_step = result.history, result.best_step
-        alignment.steps_run, alignment.diagnostics = result.steps_run, result.diagnostics
-        return alignment
+        return _with_history(train(pairs.a, pairs.b, unpaired.a, unpaired.b, objective,
+                                   self.config, self.seed, validate, progress, should_stop,
+                                   method=self.name))
+
+    stacks: ClassVar[bool] = True  # fit() is one training run on objective(): fit_together may stack
+
+    @classmethod
+    def fit_together(cls, methods, pairs, unpaired, validate=None, progress=None,
+                     should_stop=None):
+        """Stacked into one training run (``gera.train.train_stacked``) where their settings
+        allow it and ``TrainConfig.stack_fits`` asks for it (auto: on CUDA); else one by one."""
+        from gera.device import resolve_device
+        from gera.train import can_stack, train_stacked
+
+        configs = [m.config for m in methods]
+        objectives = [m.objective() for m in methods]
+        for objective, config in zip(objectives, configs):
+            objective.multi_positive = config.multi_positive
+        wanted = {"always": True, "never": False}.get(
+            configs[0].stack_fits, resolve_device(configs[0].device).type == "cuda")
+        if not (cls.stacks and wanted and len(methods) > 1 and can_stack(objectives, configs)
+                and len({m.seed for m in methods}) == 1):
+            return super().fit_together(methods, pairs, unpaired, validate, progress, should_stop)
+        results = train_stacked(pairs.a, pairs.b, unpaired.a, unpaired.b, objectives, configs,
+                                methods[0].seed, validate, progress, should_stop, cls.name)
+        return [_with_history(result) for result in results]
+
+
+def _with_history(result) -> Alignment:
+    """A training result's alignment, carrying its history, kept step and diagnostics."""
+    alignment = result.alignment
+    alignment.history, alignment.best_step = result.history, result.best_step
+    alignment.steps_run, alignment.diagnostics = result.steps_run, result.diagnostics
+    return alignment
 
 
 class Contrastive(GeRA):
@@ -413,6 +453,7 @@ class PseudoPairing(GeRA):
 
     name, label, featured, twin_of = "pseudo", "GeRA + pseudo-pairs", False, None
     in_default = False  # up to 1 + rounds trainings a fit, and it did not beat contrastive-only
+    stacks = False  # a fit is several trainings, each on the last one's pseudo-pairs
     fit_cost = 4  # 1 + the default 3 rounds
     relative_cost = 6.0  # up to 1 + 3 trainings, each about a GeRA fit
     CANDIDATES = ("all", "unpaired")
@@ -526,12 +567,13 @@ def tune_method(name: str, train: TrainConfig, seed: int, pairs: Pairs, unpaired
     space = (cls.search_space(len(pairs), pairs.a.shape[1], pairs.b.shape[1]) if fits > 0
              else SearchSpace({}, ({},)))
 
-    def fit(params: dict) -> tuple[Alignment, float]:
-        report = None if progress is None else (lambda row: progress(params, row))
-        alignment = cls.from_settings(train, seed, **params).fit(
-            pairs, unpaired, validate=validate, progress=report, should_stop=should_stop)
-        return alignment, validate(alignment) if validate else math.nan
-    return tune(space, fits if validate is not None else min(fits, 1), fit, should_stop)
+    def fit_many(settings: list[dict]) -> list[tuple[Alignment, float]]:
+        report = None if progress is None else (lambda i, row: progress(settings[i], row))
+        alignments = cls.fit_together([cls.from_settings(train, seed, **p) for p in settings],
+                                      pairs, unpaired, validate, report, should_stop)
+        return [(a, validate(a) if validate else math.nan) for a in alignments]
+    return tune(space, fits if validate is not None else min(fits, 1),
+                lambda params: fit_many([params])[0], should_stop, fit_many)
 
 
 class Auto(Method):

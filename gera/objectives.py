@@ -6,6 +6,8 @@ new trained method (STRUCTURE, say) is a new objective, not a new loop.
 """
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass
 from typing import Optional
 
@@ -137,6 +139,8 @@ class ContrastiveObjective:
     """
 
     coverage: Optional[Coverage] = None  # regularisers that draw from the pools set it
+    # Attributes that only weigh a loss term (``term_weights``); the rest decide the sampling
+    weights: tuple[str, ...] = ()
 
     def __init__(self, batch_size: int = 256):
         self.batch_size = batch_size
@@ -147,14 +151,36 @@ class ContrastiveObjective:
         """What the history records besides the loss: pool coverage where there is any."""
         return self.coverage.report() if self.coverage is not None else {}
 
+    def term_weights(self, step: int) -> dict[str, float]:
+        """Each loss term's weight at ``step``: the loss is ``Σ weight · term``."""
+        return {"con": 1.0}
+
+    def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss from its terms, weighted as of the step last sampled."""
+        weights = self.term_weights(self.steps)
+        return functools.reduce(operator.add, (weights[n] * term for n, term in terms.items()))
+
+    def stack_key(self) -> Optional[tuple]:
+        """Objectives with equal keys draw the same points at every step from one seed, and
+        differ only in their terms' weights (a weight of 0 changes the sampling, so it counts):
+        several of them can be trained as one stacked model (``gera.train.train_stacked``).
+        None: not stackable."""
+        if self.pair_weights is not None:
+            return None
+        return (type(self),) + tuple(sorted(
+            (name, (value != 0) if name in self.weights else value)
+            for name, value in vars(self).items() if name != "pair_weights"))
+
     def prepare(self, pool_a: np.ndarray, pool_b: np.ndarray, device: torch.device,
                 seed: int) -> None:
         """Work on the frozen pools done once before the first step."""
         # Its own stream: the pair batches are then the same for GeRA and contrastive-only at
         # one seed, so their paired difference reflects α, not batch order.
         self.batches = torch.Generator().manual_seed(seed)
+        self.steps = 0  # steps sampled so far
 
     def sample(self, pair_rows_a: torch.Tensor, pair_rows_b: torch.Tensor) -> Batch:
+        self.steps += 1
         pick = torch.randperm(len(pair_rows_a), generator=self.batches)[:self.batch_size]
         weights = (None if self.pair_weights is None else
                    torch.as_tensor(self.pair_weights, dtype=torch.float32)[pick])
@@ -170,13 +196,15 @@ class ContrastiveObjective:
              logit_scale: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``(loss, its terms by name)`` for the history."""
         (za,), (zb,) = a.embed(batch.pairs_a), b.embed(batch.pairs_b)
-        con = info_nce(za, zb, logit_scale, batch.weights, batch.positives)
-        return con, {"con": con}
+        terms = {"con": info_nce(za, zb, logit_scale, batch.weights, batch.positives)}
+        return self.total(terms), terms
 
 
 class GeometricObjective(ContrastiveObjective):
     """GeRA: ``L_con + α (L_geo^A + L_geo^B)``, the geometric term on ``geo_batch``
     neighbourhoods sampled per step from each modality's pool (paired ∪ unpaired)."""
+
+    weights = ("alpha",)
 
     def __init__(self, alpha: float = 1.0, k: int = 10, k_pool: int = 50, kernel: str = "heat",
                  divergence: str = "frobenius", geo_batch: int = 16, batch_size: int = 256,
@@ -202,6 +230,9 @@ class GeometricObjective(ContrastiveObjective):
     def diagnostics(self):
         return {**super().diagnostics(), "eps_a": self.graphs[0].eps, "eps_b": self.graphs[1].eps}
 
+    def term_weights(self, step):
+        return {**super().term_weights(step), "geo": self.alpha}
+
     def sample(self, pair_rows_a, pair_rows_b):
         batch = super().sample(pair_rows_a, pair_rows_b)
         hoods = []
@@ -215,9 +246,9 @@ class GeometricObjective(ContrastiveObjective):
     def loss(self, batch, a, b, logit_scale):
         za, hood_za = a.embed(batch.pairs_a, batch.neighbourhoods_a)
         zb, hood_zb = b.embed(batch.pairs_b, batch.neighbourhoods_b)
-        con = info_nce(za, zb, logit_scale, batch.weights, batch.positives)
-        geo = self.geometric_term(batch, a, b, hood_za, hood_zb)
-        return con + self.alpha * geo, {"con": con, "geo": geo}
+        terms = {"con": info_nce(za, zb, logit_scale, batch.weights, batch.positives),
+                 "geo": self.geometric_term(batch, a, b, hood_za, hood_zb)}
+        return self.total(terms), terms
 
     def geometric_term(self, batch, a, b, hood_za, hood_zb) -> torch.Tensor:
         """``L_geo^A + L_geo^B`` on the batch's neighbourhoods, given their head outputs."""
@@ -232,6 +263,8 @@ class StructureObjective(ContrastiveObjective):
     drawn from its whole pool) in the frozen and the aligned space (``structure_loss``), and
     ``λ_t = λ · min(1, t / warmup_steps)`` warms up linearly."""
 
+    weights = ("lam",)
+
     def __init__(self, lam: float = 10.0, levels: int = 2, tau: float = 0.05,
                  warmup_steps: int = 50, pool_batch: int = 256, batch_size: int = 256):
         super().__init__(batch_size)
@@ -241,12 +274,15 @@ class StructureObjective(ContrastiveObjective):
     def prepare(self, pool_a, pool_b, device, seed):
         super().prepare(pool_a, pool_b, device, seed)
         self.draws = torch.Generator().manual_seed(seed + 2)
-        self.pool_sizes, self.step = [len(pool_a), len(pool_b)], 0
+        self.pool_sizes = [len(pool_a), len(pool_b)]
         self.coverage = Coverage(len(pool_a), len(pool_b))
+
+    def term_weights(self, step):
+        return {**super().term_weights(step),
+                "structure": self.lam * min(1.0, step / max(self.warmup_steps, 1))}
 
     def sample(self, pair_rows_a, pair_rows_b):
         batch = super().sample(pair_rows_a, pair_rows_b)
-        self.step += 1
         if self.pool_batch > 0:
             batch.pool_a, batch.pool_b = (
                 torch.randint(n, (min(self.pool_batch, n),), generator=self.draws)
@@ -266,8 +302,8 @@ class StructureObjective(ContrastiveObjective):
             for side, pairs, pool, z, pool_z in (
                 (a, batch.pairs_a, [batch.pool_a] if extra else [], za, pool_za),
                 (b, batch.pairs_b, [batch.pool_b] if extra else [], zb, pool_zb)))
-        weight = self.lam * min(1.0, self.step / max(self.warmup_steps, 1))
-        return con + weight * regulariser, {"con": con, "structure": regulariser}
+        terms = {"con": con, "structure": regulariser}
+        return self.total(terms), terms
 
 
 class PropagationObjective(GeometricObjective):
@@ -282,6 +318,8 @@ class PropagationObjective(GeometricObjective):
 
     ``seen_a`` / ``seen_b`` count the distinct unpaired pool points that received a partner.
     """
+
+    weights = ("alpha", "beta")
 
     def __init__(self, beta: float = 1.0, spread_batch: int = 32, alpha: float = 1.0,
                  k: int = 10, k_pool: int = 50, kernel: str = "heat",
@@ -325,10 +363,8 @@ class PropagationObjective(GeometricObjective):
                                           *([batch.neighbourhoods_b] if geo_on else []))
         con = info_nce(za, zb, logit_scale, batch.weights, batch.positives)
         terms = {"con": con}
-        total = con
         if geo_on:
             terms["geo"] = self.geometric_term(batch, a, b, hood_za[0], hood_zb[0])
-            total = total + self.alpha * terms["geo"]
         spread = 0.0
         for side, rows, z, partners, graph, free, seen in (
                 (a, batch.spread_a, spread_za, zb, self.graphs[0], self.unpaired[0], self.seen[0]),
@@ -339,7 +375,10 @@ class PropagationObjective(GeometricObjective):
                                                batch.spread_pairs, mask, logit_scale,
                                                self.kernel, graph.eps)
         terms["spread"] = spread
-        return total + self.beta * spread, terms
+        return self.total(terms), terms
+
+    def term_weights(self, step):
+        return {**super().term_weights(step), "spread": self.beta}
 
     def diagnostics(self) -> dict:
         """What the propagation reached: distinct unpaired pool points given a partner, per side."""

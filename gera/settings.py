@@ -12,6 +12,7 @@ from gera.geometry import KERNELS
 HEADS = ("mlp", "linear")
 DIVERGENCES = ("frobenius", "kl")
 MATMUL_PRECISIONS = ("highest", "high", "medium")
+STACK_FITS = ("auto", "always", "never")
 
 
 @dataclass
@@ -55,6 +56,12 @@ class TrainConfig:
     # precision, as CLIP trains. Parameters, optimiser and validation stay float32. torch's
     # setting is process-wide while a step runs, so the public app keeps the default.
     matmul_precision: str = "highest"
+    # Tuning's first settings of a trained method differ only in a loss term's weight or in weight
+    # decay: they can train as one stacked model (one set of kernels for all of them, the same
+    # numbers up to float rounding; gera.train.train_stacked). "auto" stacks on CUDA, where a
+    # step's cost is launching its small kernels; on a CPU the arithmetic is the cost, and
+    # stacking saves nothing (scripts/stacked_heads_cpu.py). "always" / "never" force it.
+    stack_fits: str = "auto"
 
     def __post_init__(self):
         """Checked when built, so a bad value is one clear message, not a failure mid-run."""
@@ -74,7 +81,9 @@ class TrainConfig:
             ("eval_every", self.eval_every >= 1, "≥ 1"), ("patience", self.patience >= 1, "≥ 1"),
             ("cpu_threads", self.cpu_threads >= 1, "≥ 1"),
             ("matmul_precision", self.matmul_precision in MATMUL_PRECISIONS,
-             f"one of {', '.join(MATMUL_PRECISIONS)}")) if not ok]
+             f"one of {', '.join(MATMUL_PRECISIONS)}"),
+            ("stack_fits", self.stack_fits in STACK_FITS, f"one of {', '.join(STACK_FITS)}"))
+            if not ok]
         if problems:
             raise GeraError("Training options: " + "; ".join(problems) + ".")
 

@@ -6,9 +6,10 @@ points and computes the loss; the loop owns the heads, the optimiser and validat
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 import numpy as np
@@ -100,35 +101,77 @@ class EarlyStopping:
         return self.since_best >= self.patience
 
 
+@dataclass
+class Setup:
+    """What every training run of one seed builds before its first step: the standardised pools,
+    the pairs as pool rows, the objective prepared on the pools, and the heads' shape."""
+
+    std_a: Standardizer
+    std_b: Standardizer
+    pool_a: np.ndarray
+    pool_b: np.ndarray
+    pair_rows_a: torch.Tensor
+    pair_rows_b: torch.Tensor
+    head_config: dict
+
+    @classmethod
+    def build(cls, pairs_a, pairs_b, unpaired_a, unpaired_b, objective, cfg: TrainConfig, seed,
+              device) -> "Setup":
+        torch.manual_seed(seed)
+        std_a, pool_a, rows_a = pool_rows(pairs_a, unpaired_a, cfg.center)
+        std_b, pool_b, rows_b = pool_rows(pairs_b, unpaired_b, cfg.center)
+        objective.prepare(pool_a, pool_b, device, seed)
+        head_config = {"head": cfg.head, "in_a": pool_a.shape[1], "in_b": pool_b.shape[1],
+                       "dim": cfg.dim, "hidden": cfg.hidden}
+        return cls(std_a, std_b, pool_a, pool_b, torch.from_numpy(rows_a).to(device),
+                   torch.from_numpy(rows_b).to(device), head_config)
+
+    def heads(self, device) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """Freshly initialised heads (from the seed ``build`` set: every run of a seed starts
+        from the same heads)."""
+        c = self.head_config
+        return (make_head(c["head"], c["in_a"], c["dim"], c["hidden"]).to(device),
+                make_head(c["head"], c["in_b"], c["dim"], c["hidden"]).to(device))
+
+    def alignment(self, head_a, head_b, logit_scale: float, method: str) -> HeadAlignment:
+        return HeadAlignment(self.std_a, self.std_b, head_a, head_b, logit_scale,
+                             self.head_config, method)
+
+
+def _diverged(loss: torch.Tensor, step: int, cfg: TrainConfig) -> GeraError:
+    return GeraError(f"The training loss became {loss.item()} at step {step} "
+                     f"(lr={cfg.lr}, alpha={cfg.alpha}). Lower the learning rate or α, "
+                     "and check the embeddings for NaN/inf values.")
+
+
+def _kept_diagnostics(objective, history: list[dict], best_step: int) -> dict:
+    """The objective's diagnostics as of the kept state."""
+    kept = next((r for r in history if r["step"] == best_step), {})
+    return {k: v for k, v in {**objective.diagnostics(), **kept}.items()
+            if k in objective.diagnostics()}
+
+
 def _train(pairs_a, pairs_b, unpaired_a, unpaired_b, objective, cfg: TrainConfig, seed, device,
            validate, progress, should_stop, method):
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    std_a, pool_a, pair_rows_a = pool_rows(pairs_a, unpaired_a, cfg.center)
-    std_b, pool_b, pair_rows_b = pool_rows(pairs_b, unpaired_b, cfg.center)
-    objective.prepare(pool_a, pool_b, device, seed)
-    a = Side(pool_a, make_head(cfg.head, pool_a.shape[1], cfg.dim, cfg.hidden).to(device), device)
-    b = Side(pool_b, make_head(cfg.head, pool_b.shape[1], cfg.dim, cfg.hidden).to(device), device)
-    pair_rows_a, pair_rows_b = (torch.from_numpy(r).to(device) for r in (pair_rows_a, pair_rows_b))
+    setup = Setup.build(pairs_a, pairs_b, unpaired_a, unpaired_b, objective, cfg, seed, device)
+    head_a, head_b = setup.heads(device)
+    a, b = Side(setup.pool_a, head_a, device), Side(setup.pool_b, head_b, device)
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature), device=device))
     opt = _optimizer(a.head, b.head, logit_scale, cfg)
-    head_config = {"head": cfg.head, "in_a": pool_a.shape[1], "in_b": pool_b.shape[1],
-                   "dim": cfg.dim, "hidden": cfg.hidden}
 
     def snapshot() -> HeadAlignment:
-        return HeadAlignment(std_a, std_b, copy.deepcopy(a.head), copy.deepcopy(b.head),
-                             logit_scale.item(), head_config, method)
+        return setup.alignment(copy.deepcopy(a.head), copy.deepcopy(b.head), logit_scale.item(),
+                               method)
 
     stopping = EarlyStopping(validate if cfg.early_stopping else None, cfg.patience)
     history, step = [], 0
     for step in range(1, cfg.max_steps + 1):
         with matmul_precision(cfg.matmul_precision):
-            batch = objective.sample(pair_rows_a, pair_rows_b)
+            batch = objective.sample(setup.pair_rows_a, setup.pair_rows_b)
             loss, terms = objective.loss(batch, a, b, logit_scale)
             if not torch.isfinite(loss):
-                raise GeraError(f"The training loss became {loss.item()} at step {step} "
-                                f"(lr={cfg.lr}, alpha={cfg.alpha}). Lower the learning rate or α, "
-                                "and check the embeddings for NaN/inf values.")
+                raise _diverged(loss, step, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -150,11 +193,139 @@ def _train(pairs_a, pairs_b, unpaired_a, unpaired_b, objective, cfg: TrainConfig
     best, best_step = stopping.best, stopping.best_step
     if best is None:  # no validation (or cancelled before the first check): the final state
         best, best_step = snapshot(), step
-    kept = next((r for r in history if r["step"] == best_step), {})
-    diagnostics = {k: v for k, v in {**objective.diagnostics(), **kept}.items()
-                   if k in objective.diagnostics()}
     return TrainResult(best, best_step, step, stopping.best_val, history, time.perf_counter() - t0,
-                       (a.points_run + b.points_run) / max(step, 1), diagnostics)
+                       (a.points_run + b.points_run) / max(step, 1),
+                       _kept_diagnostics(objective, history, best_step))
+
+
+def can_stack(objectives: list, configs: list[TrainConfig]) -> bool:
+    """Whether these runs (one objective and config each) can train as one stacked model: their
+    objectives draw the same points (``stack_key``) and their configs differ at most in α (an
+    objective's weight) and weight decay."""
+    keys = {o.stack_key() for o in objectives}
+    shared = [replace(c, alpha=0.0, weight_decay=0.0) for c in configs]
+    return (len(objectives) == len(configs) and None not in keys and len(keys) == 1
+            and all(c == shared[0] for c in shared))
+
+
+def train_stacked(pairs_a: np.ndarray, pairs_b: np.ndarray, unpaired_a: np.ndarray,
+                  unpaired_b: np.ndarray, objectives: list, configs: list[TrainConfig],
+                  seed: int = 0, validate: Optional[Callable[[HeadAlignment], float]] = None,
+                  progress: Optional[Callable[[int, dict], None]] = None,
+                  should_stop: Optional[Callable[[], bool]] = None,
+                  method: str = "") -> list[TrainResult]:
+    """``train`` for several runs of one seed at once, as one stacked model: run i is
+    ``train(…, objectives[i], configs[i], seed, …)``. The runs must ``can_stack``.
+
+    Every run draws the same points each step (the first objective samples for all), and its
+    heads are run with ``torch.func.vmap`` over stacked parameters, so a step launches the kernels
+    of one run for all of them. Each run keeps its own early stopping, history and best state;
+    the step loop goes on until the last has stopped (a stopped run's later steps are not
+    recorded: its result is as if it had stopped). The results equal the single runs' up to
+    float rounding (tested). ``progress(i, row)``; each result's ``wall_s`` is the stack's.
+    """
+    if not can_stack(objectives, configs):
+        raise GeraError("These training runs cannot be stacked: they must sample alike and "
+                        "differ only in loss weights and weight decay.")
+    for name, x in (("paired A", pairs_a), ("paired B", pairs_b), ("unpaired A", unpaired_a),
+                    ("unpaired B", unpaired_b)):
+        require_finite(x, name)
+    if len(pairs_a) < 2:
+        raise GeraError("Training needs at least 2 training pairs; raise the paired budget.")
+    cfg = configs[0]
+    device = resolve_device(cfg.device)
+    with cpu_threads(cfg.cpu_threads if device.type == "cpu" else None):
+        return _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs,
+                              seed, device, validate, progress, should_stop, method)
+
+
+def _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs, seed, device,
+                   validate, progress, should_stop, method):
+    t0 = time.perf_counter()
+    cfg, sampler, runs = configs[0], objectives[0], len(objectives)
+    setup = Setup.build(pairs_a, pairs_b, unpaired_a, unpaired_b, sampler, cfg, seed, device)
+    heads = setup.heads(device)  # the modules the stacked parameters run through
+    stacked = [{name: p.detach().expand(runs, *p.shape).clone().requires_grad_()
+                for name, p in head.named_parameters()} for head in heads]
+    logit_scale = torch.full((runs,), math.log(1.0 / cfg.temperature), device=device,
+                             requires_grad=True)
+    matrices = [p for params in stacked for p in params.values() if p.ndim >= 3]
+    others = [p for params in stacked for p in params.values() if p.ndim < 3] + [logit_scale]
+    opt = torch.optim.AdamW([{"params": matrices}, {"params": others}], lr=cfg.lr,
+                            weight_decay=0.0, fused=device.type in ("cpu", "cuda"))
+    # AdamW's decoupled decay, per run: the weights shrink by (1 − lr·wd) before each update
+    decay = torch.tensor([1.0 - cfg.lr * c.weight_decay for c in configs], device=device)
+    decays = any(c.weight_decay > 0 for c in configs)
+    a, b = Side(setup.pool_a, None, device), Side(setup.pool_b, None, device)
+
+    def run_terms(params_a, params_b, scale, batch):
+        """One run's loss terms; vmapped over the stacked parameters."""
+        a.head = functools.partial(torch.func.functional_call, heads[0], params_a)
+        b.head = functools.partial(torch.func.functional_call, heads[1], params_b)
+        return sampler.loss(batch, a, b, scale)[1]
+
+    stacked_terms = torch.func.vmap(run_terms, in_dims=(0, 0, 0, None))
+
+    def snapshot(i: int) -> HeadAlignment:
+        out = []
+        for head, params in zip(heads, stacked):
+            one = copy.deepcopy(head)
+            one.load_state_dict({name: p[i].detach() for name, p in params.items()})
+            out.append(one)
+        return setup.alignment(*out, logit_scale[i].item(), method)
+
+    stoppings = [EarlyStopping(validate if c.early_stopping else None, c.patience) for c in configs]
+    histories = [[] for _ in range(runs)]
+    steps_run = [0] * runs
+    active = list(range(runs))
+    weights, weight_rows, step = None, None, 0
+    for step in range(1, cfg.max_steps + 1):
+        with matmul_precision(cfg.matmul_precision):
+            batch = sampler.sample(setup.pair_rows_a, setup.pair_rows_b)
+            terms = stacked_terms(stacked[0], stacked[1], logit_scale, batch)
+            rows = [[o.term_weights(sampler.steps)[n] for n in terms] for o in objectives]
+            if rows != weight_rows:  # a copy to the GPU only when a weight changes (warm-up)
+                weights, weight_rows = torch.tensor(rows, device=device), rows
+            losses = (torch.stack(list(terms.values()), dim=1) * weights).sum(dim=1)
+            finite = torch.isfinite(losses[active]).tolist()
+            if not all(finite):
+                i = active[finite.index(False)]
+                raise _diverged(losses[i], step, configs[i])
+            opt.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            if decays:
+                with torch.no_grad():
+                    for p in matrices:
+                        p.mul_(decay.view(-1, *[1] * (p.ndim - 1)))
+            opt.step()
+        with torch.no_grad():
+            logit_scale.clamp_(max=math.log(MAX_LOGIT_SCALE))
+        for i in list(active) if step % cfg.eval_every == 0 or step == cfg.max_steps else ():
+            steps_run[i] = step
+            row = {"step": step, "loss": losses[i].item(),
+                   **{k: v[i].item() for k, v in terms.items()}, **sampler.diagnostics()}
+            patience_spent = stoppings[i].check(row, step, lambda: snapshot(i))
+            if validate is not None and not configs[i].early_stopping:
+                row["val"] = float(validate(snapshot(i)))
+            histories[i].append(row)
+            if progress is not None:
+                progress(i, row)
+            if patience_spent:
+                active.remove(i)
+        if not active or (should_stop is not None and should_stop()):
+            break
+    wall = time.perf_counter() - t0
+    results = []
+    for i in range(runs):
+        if i in active:
+            steps_run[i] = step
+        best, best_step = stoppings[i].best, stoppings[i].best_step
+        if best is None:
+            best, best_step = snapshot(i), steps_run[i]
+        results.append(TrainResult(best, best_step, steps_run[i], stoppings[i].best_val,
+                                   histories[i], wall, (a.points_run + b.points_run) / max(step, 1),
+                                   _kept_diagnostics(sampler, histories[i], best_step)))
+    return results
 
 
 def _optimizer(head_a, head_b, logit_scale, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -89,13 +89,33 @@ class Tuned:
 
 
 def tune(space: SearchSpace, fits: int, fit: Callable[[dict], tuple[Any, float]],
-         should_stop: Optional[Callable[[], bool]] = None) -> Tuned:
+         should_stop: Optional[Callable[[], bool]] = None,
+         fit_many: Optional[Callable[[list[dict]], list[tuple[Any, float]]]] = None) -> Tuned:
     """Spend ``fits`` calls of ``fit(params) → (alignment, validation score)`` on ``space``
     (fewer when the space holds fewer settings); keep the best by validation score. With
-    ``fits`` ≤ 1, or a NaN score (nothing to validate on), the defaults alone are fitted."""
+    ``fits`` ≤ 1, or a NaN score (nothing to validate on), the defaults alone are fitted.
+
+    ``fit_many(settings) → [(alignment, score), …]``, where given, fits the start settings in one
+    call (they are known before any score; a trained method may stack them): the search, and
+    what it keeps, are the same as one by one."""
     queue = [space.complete(s) for s in space.start] or [{}]
+    budget = max(1, fits)
     tried, scores, best = [], [], None
-    while len(tried) < max(1, fits):
+
+    def take(params: dict, alignment, val: float) -> bool:
+        """Record a fit; True when the search must end here."""
+        nonlocal best
+        tried.append(params)
+        scores.append(val)
+        if best is None or val > best.val_score:
+            best = Tuned(alignment, params, val)
+        return math.isnan(val) or (should_stop is not None and should_stop())
+
+    done = False
+    first = [s for i, s in enumerate(queue) if s not in queue[:i]][:budget]
+    if fit_many is not None and len(first) > 1:
+        done = any(take(p, *result) for p, result in zip(first, fit_many(first)))
+    while not done and len(tried) < budget:
         if queue:
             params = queue.pop(0)
         else:
@@ -104,13 +124,7 @@ def tune(space: SearchSpace, fits: int, fit: Callable[[dict], tuple[Any, float]]
                 break
         if params in tried:
             continue
-        alignment, val = fit(params)
-        tried.append(params)
-        scores.append(val)
-        if best is None or val > best.val_score:
-            best = Tuned(alignment, params, val)
-        if math.isnan(val) or (should_stop is not None and should_stop()):
-            break
+        done = take(params, *fit(params))
     best.tried = [{"params": p, "val": v} for p, v in zip(tried, scores)]
     best.edges = space.edges(best.params, tried) if len(tried) > 1 else []
     return best

@@ -8,6 +8,8 @@
 # GERA_RUN_STEPS picks steps (default "tests bench sweep"); GERA_MPS=1 runs the sweep's worker
 # processes under CUDA MPS where the driver has it (one shared context: their small kernels run
 # side by side instead of taking turns).
+# GERA_STACK_FITS: the sweep once per value given, in order (default "auto": tuning's first
+# settings trained as one stacked model on CUDA; "never": one by one), into emoji-sweep-<device>[-<value>].*
 set -u -o pipefail
 steps=${GERA_RUN_STEPS:-tests bench sweep}
 snapshot=$1 out=$2 budgets=${3:-10,30,100,300,1000,3000} workers=${4:-15} sweep_timeout=${5:-420}
@@ -50,15 +52,20 @@ if [ "${GERA_MPS:-0}" = 1 ] && command -v nvidia-cuda-mps-control > /dev/null; t
     trap 'echo quit | nvidia-cuda-mps-control' EXIT  # also when a time limit kills the sweep
   fi
 fi
-stamp "sweep on $device, $workers workers, budgets $budgets, MPS $mps"
-start=$(date +%s%N)
-timeout "$sweep_timeout" $python -m gera sweep --task "snapshot:$snapshot" --budgets "$budgets" \
-  --seeds 5 --device "$device" --workers "$workers" --json "$out/emoji-sweep-$device.json" \
-  > "$out/emoji-sweep-$device.txt" 2> "$out/emoji-sweep-$device.log"
-status=$?
-end=$(date +%s%N)
-echo "MPS $mps, $workers workers: sweep exit $status, wall $(( (end - start) / 1000000 )) ms (timeout ${sweep_timeout} s)" \
-  | tee -a "$out/emoji-sweep-$device.txt"
-tail -5 "$out/emoji-sweep-$device.log"
+status=0
+for stack in ${GERA_STACK_FITS:-auto}; do
+  tag=$device; [ "$stack" = auto ] || tag=$device-$stack
+  stamp "sweep on $device, $workers workers, budgets $budgets, MPS $mps, stack-fits $stack"
+  start=$(date +%s%N)
+  timeout "$sweep_timeout" $python -m gera sweep --task "snapshot:$snapshot" --budgets "$budgets" \
+    --seeds 5 --device "$device" --workers "$workers" --stack-fits "$stack" \
+    --json "$out/emoji-sweep-$tag.json" > "$out/emoji-sweep-$tag.txt" 2> "$out/emoji-sweep-$tag.log"
+  code=$?
+  end=$(date +%s%N)
+  echo "MPS $mps, $workers workers, stack-fits $stack: sweep exit $code, wall $(( (end - start) / 1000000 )) ms (timeout ${sweep_timeout} s)" \
+    | tee -a "$out/emoji-sweep-$tag.txt"
+  tail -5 "$out/emoji-sweep-$tag.log"
+  [ "$code" = 0 ] || status=$code
+done
 stamp done
 exit "$status"

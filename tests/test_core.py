@@ -84,7 +84,7 @@ def test_structure_warms_up_and_fits_like_the_other_trained_methods():
     objective.prepare(unpaired.a[:100], unpaired.b[:100], "cpu", seed=0)
     rows = torch.arange(10)
     batch = objective.sample(rows, rows)
-    assert objective.step == 1 and len(batch.pool_a) == len(batch.pool_b) == 100
+    assert objective.steps == 1 and len(batch.pool_a) == len(batch.pool_b) == 100
     alignment = Structure(TrainConfig(**FAST), seed=0).fit(pairs, unpaired)
     assert {"con", "structure"} <= set(alignment.history[-1])
     assert alignment.steps_run == FAST["max_steps"]

@@ -46,3 +46,25 @@ def test_a_gpu_alignment_travels_to_another_process_on_the_cpu():
     assert next(sent.head_a.parameters()).device.type == "cpu"
     assert next(alignment.head_a.parameters()).device.type == "cuda"  # the original stays
     assert np.allclose(sent.embed_a(ta), alignment.embed_a(ta), atol=1e-4)
+
+
+def test_stacked_starts_on_the_gpu_equal_the_fits_one_by_one():
+    # What tuning does on CUDA by default (TrainConfig.stack_fits="auto"): the first settings
+    # trained as one stacked model, the same alignments as one by one.
+    from gera.methods import GeRA
+    from gera.settings import TrainConfig
+    from test_core import synthetic_world
+
+    pairs, unpaired, (ta, tb, _) = synthetic_world()
+
+    def validate(alignment):
+        return float((alignment.embed_a(ta[:80]) * alignment.embed_b(tb[:80])).sum(1).mean())
+
+    fits = {}
+    for stack in ("auto", "never"):
+        config = TrainConfig(device="cuda", max_steps=120, patience=3, stack_fits=stack)
+        fits[stack] = GeRA.fit_together([GeRA(config, alpha=a) for a in (1.0, 10.0, 0.1)],
+                                        pairs, unpaired, validate)
+    for stacked, single in zip(fits["auto"], fits["never"]):
+        assert stacked.best_step == single.best_step and stacked.steps_run == single.steps_run
+        assert np.allclose(stacked.embed_a(ta), single.embed_a(ta), atol=1e-4)

@@ -49,6 +49,36 @@ def test_one_fit_is_the_defaults_and_nan_validation_stops_the_search():
     assert len(calls) == 1
 
 
+def run_with_fit_many(score, fits):
+    batches, calls = [], []
+
+    def fit(params):
+        calls.append(params)
+        return f"model{len(calls)}", score(params)
+
+    def fit_many(settings):
+        batches.append(list(settings))
+        return [fit(p) for p in settings]
+    return tune(SPACE, fits, fit, fit_many=fit_many), calls, batches
+
+
+@pytest.mark.parametrize("fits", [2, 3, 6])
+def test_the_start_settings_fitted_at_once_make_the_same_search(fits):
+    score = lambda p: -abs(math.log10(p["alpha"]) - 0.5) - abs(p["size"] - 16) / 100
+    alone, alone_calls = run(score, fits)
+    together, calls, batches = run_with_fit_many(score, fits)
+    assert batches == [alone_calls[:min(fits, 3)]]  # the starts, in one call
+    assert calls == alone_calls and together.params == alone.params
+    assert together.tried == alone.tried and together.alignment == alone.alignment
+
+
+def test_a_nan_score_among_the_starts_ends_the_search_there():
+    together, calls, batches = run_with_fit_many(lambda p: math.nan, 6)
+    assert len(batches[0]) == 3 and len(together.tried) == 1  # as one by one: the first only
+    _, _, batches = run_with_fit_many(lambda p: 1.0, 1)
+    assert batches == []  # a single fit goes through fit
+
+
 def test_the_search_ends_early_when_the_space_is_exhausted():
     tiny = SearchSpace({"dim": (4, 8)}, ({"dim": 8},))
     best, calls = run(lambda p: p["dim"], 6, tiny)
