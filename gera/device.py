@@ -62,6 +62,16 @@ def matmul_precision(precision: str) -> Iterator[None]:
                 torch.set_float32_matmul_precision(_precision_before)
 
 
+def queued_copy(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t.to(device)`` that joins the GPU's queue instead of waiting for it: CUDA copies from
+    ordinary (pageable) host memory only after the stream's queued work is done, so a training
+    step that sends its sampled indices that way runs in lockstep with the GPU. From pinned memory
+    the copy is queued like a kernel (torch keeps the pinned block until it has run)."""
+    if device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 _threads_lock = threading.Lock()
 _threads_users = 0
 _threads_before = (0, 0)

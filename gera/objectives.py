@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from gera.device import queued_copy
 from gera.geometry import heat_bandwidth, knn
 from gera.losses import geometric_loss, info_nce, propagation_loss, structure_loss
 from gera.memo import memoize_arrays
@@ -55,7 +56,7 @@ class NeighbourGraph:
         nbrs = self._table(anchors.device)[anchors]
         if self.k < self.k_pool:
             pick = torch.rand(nbrs.shape, generator=generator, device="cpu").argsort(dim=1)[:, :self.k]
-            nbrs = nbrs.gather(1, pick.to(anchors.device))
+            nbrs = nbrs.gather(1, queued_copy(pick, anchors.device))
         return torch.cat([anchors[:, None], nbrs], dim=1)
 
 
@@ -76,17 +77,25 @@ class Side:
     def embed(self, *groups: torch.Tensor) -> list[torch.Tensor]:
         """The head's output for each group of pool rows (any shape), running the head once per
         DISTINCT row: neighbourhoods overlap and pairs are pool points too. When that is no
-        fewer than the whole pool, one pass over the pool is cheaper still (no gather)."""
+        fewer than the whole pool, one pass over the pool is cheaper still (no gather).
+
+        On a GPU every row is run, repeats too: the extra rows cost nothing where a step's time
+        is launching kernels, and finding the distinct ones (``torch.unique``) would make the
+        step wait for the GPU to say how many there are."""
         flat = torch.cat([g.reshape(-1) for g in groups])
-        uniq, inverse = torch.unique(flat, return_inverse=True)
-        if len(uniq) >= len(self.original):
-            z, rows = self.head(self.original), flat
+        if self.original.device.type != "cpu":
+            z, rows = self.head(self.original[flat]), None
         else:
-            z, rows = self.head(self.original[uniq]), inverse
+            uniq, inverse = torch.unique(flat, return_inverse=True)
+            if len(uniq) >= len(self.original):
+                z, rows = self.head(self.original), flat
+            else:
+                z, rows = self.head(self.original[uniq]), inverse
         self.points_run += len(z)
         out, start = [], 0
         for g in groups:
-            out.append(z[rows[start:start + g.numel()]].reshape(*g.shape, -1))
+            part = slice(start, start + g.numel())
+            out.append((z[part] if rows is None else z[rows[part]]).reshape(*g.shape, -1))
             start += g.numel()
         return out
 
@@ -141,6 +150,8 @@ class ContrastiveObjective:
     coverage: Optional[Coverage] = None  # regularisers that draw from the pools set it
     # Attributes that only weigh a loss term (``term_weights``); the rest decide the sampling
     weights: tuple[str, ...] = ()
+    # The loss reads no GPU value back and keeps no state: a step can be captured as a CUDA graph
+    capturable = True
 
     def __init__(self, batch_size: int = 256):
         self.batch_size = batch_size
@@ -184,13 +195,13 @@ class ContrastiveObjective:
         pick = torch.randperm(len(pair_rows_a), generator=self.batches)[:self.batch_size]
         weights = (None if self.pair_weights is None else
                    torch.as_tensor(self.pair_weights, dtype=torch.float32)[pick])
-        pick = pick.to(pair_rows_a.device)
+        pick = queued_copy(pick, pair_rows_a.device)
         rows_a, rows_b = pair_rows_a[pick], pair_rows_b[pick]
         # Rows are distinct items (train.pool_rows), so equal rows are the same clip or text.
         positives = ((rows_a[:, None] == rows_a[None]) | (rows_b[:, None] == rows_b[None])
                      if self.multi_positive else None)
         return Batch(rows_a, rows_b, positives=positives,
-                     weights=None if weights is None else weights.to(pair_rows_a.device))
+                     weights=None if weights is None else queued_copy(weights, pair_rows_a.device))
 
     def loss(self, batch: Batch, a: Side, b: Side,
              logit_scale: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -239,7 +250,7 @@ class GeometricObjective(ContrastiveObjective):
         for side, (graph, n) in enumerate(zip(self.graphs, self.pool_sizes)):
             anchors = torch.randint(n, (self.geo_batch,), generator=self.anchors)
             self.coverage.mark(side, anchors)
-            hoods.append(graph.sample(anchors.to(pair_rows_a.device), self.anchors))
+            hoods.append(graph.sample(queued_copy(anchors, pair_rows_a.device), self.anchors))
         batch.neighbourhoods_a, batch.neighbourhoods_b = hoods
         return batch
 
@@ -284,9 +295,9 @@ class StructureObjective(ContrastiveObjective):
     def sample(self, pair_rows_a, pair_rows_b):
         batch = super().sample(pair_rows_a, pair_rows_b)
         if self.pool_batch > 0:
-            batch.pool_a, batch.pool_b = (
-                torch.randint(n, (min(self.pool_batch, n),), generator=self.draws)
-                .to(pair_rows_a.device) for n in self.pool_sizes)
+            batch.pool_a, batch.pool_b = (queued_copy(
+                torch.randint(n, (min(self.pool_batch, n),), generator=self.draws),
+                pair_rows_a.device) for n in self.pool_sizes)
             self.coverage.mark(0, batch.pool_a)
             self.coverage.mark(1, batch.pool_b)
         return batch
@@ -332,7 +343,9 @@ class PropagationObjective(GeometricObjective):
         super().prepare(pool_a, pool_b, device, seed)
         self.spreads = torch.Generator().manual_seed(seed + 3)
         self.unpaired = None  # per side: pool rows that are no pair's item (set at the first step)
-        self.seen = [np.zeros(n, bool) for n in self.pool_sizes]
+        # times each pool point received a partner; kept where training runs, so a step never
+        # waits to copy it back (read by ``diagnostics`` only)
+        self.received = [torch.zeros(n, dtype=torch.int32, device=device) for n in self.pool_sizes]
 
     def sample(self, pair_rows_a, pair_rows_b):
         batch = (GeometricObjective.sample if self.alpha > 0 else ContrastiveObjective.sample)(
@@ -345,7 +358,7 @@ class PropagationObjective(GeometricObjective):
                 self.unpaired.append(free)
         if self.beta > 0:
             pick = torch.randperm(len(batch.pairs_a), generator=self.spreads)[:self.spread_batch]
-            batch.spread_pairs = pick.to(pair_rows_a.device)
+            batch.spread_pairs = queued_copy(pick, pair_rows_a.device)
             batch.spread_a, batch.spread_b = (
                 graph.sample(rows[batch.spread_pairs], self.spreads)
                 for graph, rows in zip(self.graphs, (batch.pairs_a, batch.pairs_b)))
@@ -366,11 +379,11 @@ class PropagationObjective(GeometricObjective):
         if geo_on:
             terms["geo"] = self.geometric_term(batch, a, b, hood_za[0], hood_zb[0])
         spread = 0.0
-        for side, rows, z, partners, graph, free, seen in (
-                (a, batch.spread_a, spread_za, zb, self.graphs[0], self.unpaired[0], self.seen[0]),
-                (b, batch.spread_b, spread_zb, za, self.graphs[1], self.unpaired[1], self.seen[1])):
+        for side, rows, z, partners, graph, free, received in (
+                (a, batch.spread_a, spread_za, zb, self.graphs[0], self.unpaired[0], self.received[0]),
+                (b, batch.spread_b, spread_zb, za, self.graphs[1], self.unpaired[1], self.received[1])):
             mask = free[rows[:, 1:]].float()
-            seen[rows[:, 1:][mask.bool()].cpu().numpy()] = True
+            received.index_put_((rows[:, 1:].reshape(-1),), mask.reshape(-1).int(), accumulate=True)
             spread = spread + propagation_loss(side.original[rows], z[:, 1:], partners,
                                                batch.spread_pairs, mask, logit_scale,
                                                self.kernel, graph.eps)
@@ -383,6 +396,7 @@ class PropagationObjective(GeometricObjective):
     def diagnostics(self) -> dict:
         """What the propagation reached: distinct unpaired pool points given a partner, per side."""
         return {**super().diagnostics(),
-                "spread_seen_a": int(self.seen[0].sum()), "spread_seen_b": int(self.seen[1].sum()),
+                "spread_seen_a": int((self.received[0] > 0).sum()),
+                "spread_seen_b": int((self.received[1] > 0).sum()),
                 "unpaired_pool_a": int(self.unpaired[0].sum()) if self.unpaired else 0,
                 "unpaired_pool_b": int(self.unpaired[1].sum()) if self.unpaired else 0}

@@ -8,20 +8,21 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import operator
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
 from gera.alignments import Standardizer
-from gera.device import cpu_threads, matmul_precision, resolve_device
+from gera.device import cpu_threads, matmul_precision, queued_copy, resolve_device
 from gera.errors import GeraError, require_finite
 from gera.heads import HeadAlignment, make_head
 from gera.losses import MAX_LOGIT_SCALE
 from gera.memo import memoize_arrays
-from gera.objectives import ContrastiveObjective, Side
+from gera.objectives import Batch, ContrastiveObjective, Side
 from gera.settings import TrainConfig
 
 
@@ -62,6 +63,13 @@ def train(pairs_a: np.ndarray, pairs_b: np.ndarray, unpaired_a: np.ndarray,
     if len(pairs_a) < 2:
         raise GeraError("Training needs at least 2 training pairs; raise the paired budget.")
     device = resolve_device(config.device)
+    if (device.type == "cuda" and config.stack_fits != "never" and objective.capturable
+            and objective.stack_key() is not None):
+        # A stack of one: its step is captured as a CUDA graph and replayed (train_stacked)
+        return _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, [objective], [config],
+                              seed, device, validate,
+                              None if progress is None else lambda _, row: progress(row),
+                              should_stop, method)[0]
     with cpu_threads(config.cpu_threads if device.type == "cpu" else None):
         return _train(pairs_a, pairs_b, unpaired_a, unpaired_b, objective, config, seed, device,
                       validate, progress, should_stop, method)
@@ -138,10 +146,31 @@ class Setup:
                              self.head_config, method)
 
 
-def _diverged(loss: torch.Tensor, step: int, cfg: TrainConfig) -> GeraError:
-    return GeraError(f"The training loss became {loss.item()} at step {step} "
-                     f"(lr={cfg.lr}, alpha={cfg.alpha}). Lower the learning rate or α, "
-                     "and check the embeddings for NaN/inf values.")
+class DivergenceWatch:
+    """Watches each run's loss for inf/NaN. On a CPU every step is read at once. On a GPU,
+    reading a value waits for the GPU to finish the step, so the check is kept there as a flag
+    and read every ``every`` steps (and at the last): the step then still queues up while the GPU
+    works on the one before."""
+
+    def __init__(self, device: torch.device, every: int, runs: int = 1):
+        self.every = 1 if device.type == "cpu" else every
+        self.flags = torch.zeros(runs, dtype=torch.bool, device=device)
+
+    def see(self, losses: torch.Tensor) -> None:
+        """Note this step's losses (on their device: nothing waits)."""
+        self.flags |= ~torch.isfinite(losses.detach().reshape(-1))
+
+    def diverged(self, step: int, last: bool) -> list[int]:
+        """The runs whose loss has not been finite at some step so far ([] between reads)."""
+        if step % self.every and not last:
+            return []
+        return [i for i, bad in enumerate(self.flags.tolist()) if bad]
+
+    def error(self, loss: torch.Tensor, step: int, cfg: TrainConfig) -> GeraError:
+        when = f"at step {step}" if self.every == 1 else f"by step {step}"
+        return GeraError(f"The training loss became {loss.item()} {when} "
+                         f"(lr={cfg.lr}, alpha={cfg.alpha}). Lower the learning rate or α, "
+                         "and check the embeddings for NaN/inf values.")
 
 
 def _kept_diagnostics(objective, history: list[dict], best_step: int) -> dict:
@@ -165,13 +194,15 @@ def _train(pairs_a, pairs_b, unpaired_a, unpaired_b, objective, cfg: TrainConfig
                                method)
 
     stopping = EarlyStopping(validate if cfg.early_stopping else None, cfg.patience)
+    watch = DivergenceWatch(device, cfg.eval_every)
     history, step = [], 0
     for step in range(1, cfg.max_steps + 1):
         with matmul_precision(cfg.matmul_precision):
             batch = objective.sample(setup.pair_rows_a, setup.pair_rows_b)
             loss, terms = objective.loss(batch, a, b, logit_scale)
-            if not torch.isfinite(loss):
-                raise _diverged(loss, step, cfg)
+            watch.see(loss)
+            if watch.diverged(step, step == cfg.max_steps):
+                raise watch.error(loss, step, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -239,6 +270,9 @@ def train_stacked(pairs_a: np.ndarray, pairs_b: np.ndarray, unpaired_a: np.ndarr
                               seed, device, validate, progress, should_stop, method)
 
 
+WARMUP_STEPS = 3  # eager steps before a step is captured as a CUDA graph (optimiser state, cuBLAS)
+
+
 def _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs, seed, device,
                    validate, progress, should_stop, method):
     t0 = time.perf_counter()
@@ -251,12 +285,18 @@ def _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs
                              requires_grad=True)
     matrices = [p for params in stacked for p in params.values() if p.ndim >= 3]
     others = [p for params in stacked for p in params.values() if p.ndim < 3] + [logit_scale]
+    graphed = device.type == "cuda" and sampler.capturable
     opt = torch.optim.AdamW([{"params": matrices}, {"params": others}], lr=cfg.lr,
-                            weight_decay=0.0, fused=device.type in ("cpu", "cuda"))
+                            weight_decay=0.0, fused=device.type in ("cpu", "cuda"),
+                            capturable=graphed)
     # AdamW's decoupled decay, per run: the weights shrink by (1 − lr·wd) before each update
     decay = torch.tensor([1.0 - cfg.lr * c.weight_decay for c in configs], device=device)
     decays = any(c.weight_decay > 0 for c in configs)
+    names = list(sampler.term_weights(0))
+    weights = torch.zeros(len(names), runs, device=device)  # [term, run], updated in place
     a, b = Side(setup.pool_a, None, device), Side(setup.pool_b, None, device)
+    watch = DivergenceWatch(device, cfg.eval_every, runs)
+    traced = 0  # steps whose Python ran (the rest are replays of a captured one)
 
     def run_terms(params_a, params_b, scale, batch):
         """One run's loss terms; vmapped over the stacked parameters."""
@@ -265,6 +305,27 @@ def _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs
         return sampler.loss(batch, a, b, scale)[1]
 
     stacked_terms = torch.func.vmap(run_terms, in_dims=(0, 0, 0, None))
+
+    def train_step(batch: Batch):
+        """Loss, backward and update for every run: no reads of GPU values, so it can be
+        captured once and replayed."""
+        nonlocal traced
+        traced += 1
+        terms = stacked_terms(stacked[0], stacked[1], logit_scale, batch)
+        losses = functools.reduce(operator.add, (weights[names.index(n)] * t
+                                                 for n, t in terms.items()))
+        watch.see(losses)
+        losses.sum().backward()
+        if decays:
+            with torch.no_grad():
+                for p in matrices:
+                    p.mul_(decay.view(-1, *[1] * (p.ndim - 1)))
+        opt.step()
+        with torch.no_grad():  # CLIP clamps the parameter itself, so its gradient never dies
+            logit_scale.clamp_(max=math.log(MAX_LOGIT_SCALE))
+        # detached: holding the step's autograd graph into the next step would tie its
+        # gradient accumulation to this step's stream
+        return losses.detach(), {n: t.detach() for n, t in terms.items()}
 
     def snapshot(i: int) -> HeadAlignment:
         out = []
@@ -278,28 +339,40 @@ def _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs
     histories = [[] for _ in range(runs)]
     steps_run = [0] * runs
     active = list(range(runs))
-    weights, weight_rows, step = None, None, 0
+    graph, static, captured, side, weight_rows, step = None, None, None, None, None, 0
     for step in range(1, cfg.max_steps + 1):
         with matmul_precision(cfg.matmul_precision):
             batch = sampler.sample(setup.pair_rows_a, setup.pair_rows_b)
-            terms = stacked_terms(stacked[0], stacked[1], logit_scale, batch)
-            rows = [[o.term_weights(sampler.steps)[n] for n in terms] for o in objectives]
-            if rows != weight_rows:  # a copy to the GPU only when a weight changes (warm-up)
-                weights, weight_rows = torch.tensor(rows, device=device), rows
-            losses = (torch.stack(list(terms.values()), dim=1) * weights).sum(dim=1)
-            finite = torch.isfinite(losses[active]).tolist()
-            if not all(finite):
-                i = active[finite.index(False)]
-                raise _diverged(losses[i], step, configs[i])
-            opt.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            if decays:
-                with torch.no_grad():
-                    for p in matrices:
-                        p.mul_(decay.view(-1, *[1] * (p.ndim - 1)))
-            opt.step()
-        with torch.no_grad():
-            logit_scale.clamp_(max=math.log(MAX_LOGIT_SCALE))
+            rows = [[o.term_weights(sampler.steps)[n] for o in objectives] for n in names]
+            if rows != weight_rows:  # a copy only when a weight changes (STRUCTURE's warm-up)
+                weights.copy_(queued_copy(torch.tensor(rows), device))
+                weight_rows = rows
+            if graph is not None:
+                static.fill(batch)
+                graph.replay()
+                losses, terms = captured
+            elif graphed and step > WARMUP_STEPS:
+                static = StaticBatch(batch)
+                opt.zero_grad(set_to_none=True)  # the graph's backward makes the gradients
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                    captured = train_step(static.batch)
+                graph.replay()  # capturing ran nothing: this step is the first replay
+                losses, terms = captured
+            elif graphed:  # warm-up for the capture on a side stream, as torch asks
+                opt.zero_grad(set_to_none=True)
+                side = side or torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    losses, terms = train_step(batch)
+                torch.cuda.current_stream().wait_stream(side)
+            else:
+                opt.zero_grad(set_to_none=True)
+                losses, terms = train_step(batch)
+            diverged = [i for i in watch.diverged(step, step == cfg.max_steps)
+                        if i in active]  # a run that has stopped is past caring
+            if diverged:
+                raise watch.error(losses[diverged[0]], step, configs[diverged[0]])
         for i in list(active) if step % cfg.eval_every == 0 or step == cfg.max_steps else ():
             steps_run[i] = step
             row = {"step": step, "loss": losses[i].item(),
@@ -323,9 +396,24 @@ def _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs
         if best is None:
             best, best_step = snapshot(i), steps_run[i]
         results.append(TrainResult(best, best_step, steps_run[i], stoppings[i].best_val,
-                                   histories[i], wall, (a.points_run + b.points_run) / max(step, 1),
+                                   histories[i], wall, (a.points_run + b.points_run) / max(traced, 1),
                                    _kept_diagnostics(sampler, histories[i], best_step)))
     return results
+
+
+class StaticBatch:
+    """A step's points in tensors that stay put, for a captured CUDA graph: each step's batch is
+    copied into them (device to device, queued) before the graph is replayed."""
+
+    def __init__(self, batch: Batch):
+        self.batch = Batch(**{f.name: None if getattr(batch, f.name) is None
+                              else getattr(batch, f.name).clone() for f in fields(Batch)})
+
+    def fill(self, batch: Batch) -> None:
+        for f in fields(Batch):
+            value = getattr(batch, f.name)
+            if value is not None:
+                getattr(self.batch, f.name).copy_(value)
 
 
 def _optimizer(head_a, head_b, logit_scale, cfg: TrainConfig) -> torch.optim.Optimizer:

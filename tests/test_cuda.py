@@ -68,3 +68,32 @@ def test_stacked_starts_on_the_gpu_equal_the_fits_one_by_one():
     for stacked, single in zip(fits["auto"], fits["never"]):
         assert stacked.best_step == single.best_step and stacked.steps_run == single.steps_run
         assert np.allclose(stacked.embed_a(ta), single.embed_a(ta), atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["gera", "structure", "propagation", "contrastive"])
+def test_a_fit_on_the_gpu_replays_one_captured_step_and_equals_the_eager_one(method, monkeypatch):
+    # stack_fits auto on CUDA: a single fit is a stack of one, its step captured as a CUDA graph
+    from gera.methods import method_class
+    from gera.settings import TrainConfig
+    from test_core import synthetic_world
+
+    captures = []
+
+    class Counted(torch.cuda.CUDAGraph):
+        def capture_begin(self, *args, **kwargs):
+            captures.append(1)
+            return super().capture_begin(*args, **kwargs)
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Counted)
+    pairs, unpaired, (ta, tb, _) = synthetic_world()
+
+    def validate(alignment):
+        return float((alignment.embed_a(ta[:80]) * alignment.embed_b(tb[:80])).sum(1).mean())
+
+    fits = {stack: method_class(method)(TrainConfig(device="cuda", max_steps=120, patience=3,
+                                                    stack_fits=stack)).fit(pairs, unpaired, validate)
+            for stack in ("never", "auto")}
+    assert captures == [1]
+    assert fits["auto"].best_step == fits["never"].best_step
+    assert np.allclose(fits["auto"].embed_a(ta), fits["never"].embed_a(ta), atol=1e-4)
+    assert [r["step"] for r in fits["auto"].history] == [r["step"] for r in fits["never"].history]

@@ -115,7 +115,7 @@ def test_beta_zero_is_exactly_contrastive_and_seen_counts_unpaired_only():
     assert total.item() == pytest.approx((terms["con"] + terms["spread"]).item(), rel=1e-6)
     seen = on.diagnostics()
     assert 0 < seen["spread_seen_a"] <= seen["unpaired_pool_a"] == 100
-    assert not on.seen[0][:20].any()  # paired rows never receive a propagated partner
+    assert not (on.received[0][:20] > 0).any()  # paired rows never receive a propagated partner
 
 
 def test_no_unpaired_neighbour_means_no_propagation_term():
