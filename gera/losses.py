@@ -98,7 +98,8 @@ def propagation_loss(original: torch.Tensor, aligned_neighbours: torch.Tensor,
         weight = diffusion_operator(kernel_matrix(original, kernel, eps))[:, 0, 1:] * mask
     p, k = weight.shape
     logits = logit_scale.exp() * aligned_neighbours.reshape(p * k, -1) @ partners.T
-    ce = F.cross_entropy(logits, targets.repeat_interleave(k), reduction="none").reshape(p, k)
+    ce = F.cross_entropy(logits, targets[:, None].expand(p, k).reshape(-1),
+                         reduction="none").reshape(p, k)
     return (weight * ce).sum(1).mean()
 
 

@@ -33,7 +33,8 @@ $python -m pytest -q --noconftest -p no:cacheprovider -rs tests/test_cuda.py 2>&
 fi
 
 runs=("$device 3")
-[ "$device" = cpu ] || runs+=("cpu 1")  # the same machine's CPU, for the ratio (one job: time is short)
+# the same machine's CPU, for the ratio (one job: time is short); GERA_BENCH_CPU=0 skips it
+[ "$device" = cpu ] || [ "${GERA_BENCH_CPU:-1}" = 0 ] || runs+=("cpu 1")
 has bench && for run in "${runs[@]}"; do
   set -- $run
   stamp "training bench on $1"
