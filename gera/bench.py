@@ -159,8 +159,9 @@ def main(args) -> None:
                              for name in (featured(), featured_twin()))
         print(f"matmul precision {other} against {baseline}, whole job: {speedups} faster")
     print("cost model: a contrastive step runs the heads on the batch's pairs (2·M points); GeRA adds "
-          "geo_batch·(k+1) points per modality, run once per UNIQUE point (or one whole-pool pass "
-          "when the pool is smaller), plus O(geo_batch·(k+1)²·d) for the two kernels.")
+          "geo_batch·(k+1) points per modality — on a CPU once per distinct point (or one "
+          "whole-pool pass when the pool is smaller), on a GPU every point, repeats too — plus "
+          "O(geo_batch·(k+1)²·d) for the two kernels.")
     g, c = first[featured()], first[featured_twin()]
     print(f"breakdown: head points per step {g['points_per_step']:.0f} vs {c['points_per_step']:.0f} "
           f"({g['points_per_step'] / c['points_per_step']:.2f}×) — the heads' matrix products dominate "
