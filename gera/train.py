@@ -1,7 +1,10 @@
 """Training the two aligner heads on an objective (``gera.objectives``), with early stopping.
 
-One loop for every trained method, readable top to bottom: the objective samples each step's
-points and computes the loss; the loop owns the heads, the optimiser and validation.
+One loop for every trained method, readable top to bottom (``_train``): the objective samples
+each step's points and computes the loss; the loop owns the heads, the optimiser and validation.
+``train_stacked`` runs several such trainings of one seed as one stacked model (tuning's first
+settings), and on CUDA every training goes through it, a single one as a stack of one, because
+there its step is captured once as a CUDA graph and replayed (``CapturedStep``).
 """
 from __future__ import annotations
 
@@ -270,7 +273,7 @@ def train_stacked(pairs_a: np.ndarray, pairs_b: np.ndarray, unpaired_a: np.ndarr
                               seed, device, validate, progress, should_stop, method)
 
 
-WARMUP_STEPS = 3  # eager steps before a step is captured as a CUDA graph (optimiser state, cuBLAS)
+WARMUP_STEPS = 3  # eager steps before a step is captured as a CUDA graph (CapturedStep)
 
 
 def _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs, seed, device,
@@ -311,6 +314,7 @@ def _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs
         captured once and replayed."""
         nonlocal traced
         traced += 1
+        opt.zero_grad(set_to_none=True)  # in a capture: the graph's backward makes the gradients
         terms = stacked_terms(stacked[0], stacked[1], logit_scale, batch)
         losses = functools.reduce(operator.add, (weights[names.index(n)] * t
                                                  for n, t in terms.items()))
@@ -339,7 +343,8 @@ def _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs
     histories = [[] for _ in range(runs)]
     steps_run = [0] * runs
     active = list(range(runs))
-    graph, static, captured, side, weight_rows, step = None, None, None, None, None, 0
+    run_step = CapturedStep(train_step) if graphed else train_step
+    weight_rows, step = None, 0
     for step in range(1, cfg.max_steps + 1):
         with matmul_precision(cfg.matmul_precision):
             batch = sampler.sample(setup.pair_rows_a, setup.pair_rows_b)
@@ -347,28 +352,7 @@ def _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs
             if rows != weight_rows:  # a copy only when a weight changes (STRUCTURE's warm-up)
                 weights.copy_(queued_copy(torch.tensor(rows), device))
                 weight_rows = rows
-            if graph is not None:
-                static.fill(batch)
-                graph.replay()
-                losses, terms = captured
-            elif graphed and step > WARMUP_STEPS:
-                static = StaticBatch(batch)
-                opt.zero_grad(set_to_none=True)  # the graph's backward makes the gradients
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                    captured = train_step(static.batch)
-                graph.replay()  # capturing ran nothing: this step is the first replay
-                losses, terms = captured
-            elif graphed:  # warm-up for the capture on a side stream, as torch asks
-                opt.zero_grad(set_to_none=True)
-                side = side or torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    losses, terms = train_step(batch)
-                torch.cuda.current_stream().wait_stream(side)
-            else:
-                opt.zero_grad(set_to_none=True)
-                losses, terms = train_step(batch)
+            losses, terms = run_step(batch)
             diverged = [i for i in watch.diverged(step, step == cfg.max_steps)
                         if i in active]  # a run that has stopped is past caring
             if diverged:
@@ -399,6 +383,37 @@ def _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs
                                    histories[i], wall, (a.points_run + b.points_run) / max(traced, 1),
                                    _kept_diagnostics(sampler, histories[i], best_step)))
     return results
+
+
+class CapturedStep:
+    """``step(batch)`` on CUDA, captured once as a CUDA graph and replayed: eager for the first
+    ``warmup`` calls (on a side stream, as torch asks before a capture: the optimiser's state,
+    cuBLAS' workspaces), then captured, and from then on each call's batch is copied into the
+    tensors the graph reads and the graph replayed — one launch for the step's ~300 kernels. The
+    step must read no GPU value back; its outputs are the same tensors, rewritten, every replay."""
+
+    def __init__(self, step: Callable[[Batch], tuple], warmup: int = WARMUP_STEPS):
+        self.step, self.warmup = step, warmup
+        self.side = torch.cuda.Stream()
+        self.graph, self.static, self.outputs = None, None, None
+
+    def __call__(self, batch: Batch) -> tuple:
+        if self.graph is None and self.warmup > 0:
+            self.warmup -= 1
+            self.side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side):
+                out = self.step(batch)
+            torch.cuda.current_stream().wait_stream(self.side)
+            return out
+        if self.graph is None:
+            self.static = StaticBatch(batch)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+                self.outputs = self.step(self.static.batch)
+        else:
+            self.static.fill(batch)
+        self.graph.replay()  # capturing ran nothing: the capturing call's step is a replay too
+        return self.outputs
 
 
 class StaticBatch:

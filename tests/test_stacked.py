@@ -121,3 +121,39 @@ def test_a_diverging_stacked_run_fails_naming_its_settings(world):
 def test_stack_fits_is_checked():
     with pytest.raises(GeraError, match="stack_fits"):
         TrainConfig(stack_fits="sometimes")
+
+
+def test_a_captured_step_runs_eagerly_then_replays_each_batch(monkeypatch):
+    # CapturedStep's bookkeeping, with CUDA faked on the CPU: the real capture and replay are
+    # tests/test_cuda.py's. Here "capturing" runs the step's Python, as a real capture does.
+    import contextlib
+    from types import SimpleNamespace
+
+    import torch
+
+    from gera.objectives import Batch
+    from gera.train import CapturedStep
+
+    log = []
+
+    class FakeGraph:
+        def replay(self):
+            log.append(("replay", runner.static.batch.pairs_a.tolist()))
+
+    stream = SimpleNamespace(wait_stream=lambda other: None)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda: stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(torch.cuda, "graph", lambda g, **options: contextlib.nullcontext())
+
+    def step(batch):
+        log.append(("run", batch.pairs_a.tolist()))
+        return batch.pairs_a * 10
+
+    runner = CapturedStep(step, warmup=2)
+    outputs = [runner(Batch(torch.tensor([i]), torch.tensor([i]))) for i in range(5)]
+    assert log == [("run", [0]), ("run", [1]),  # warm-up, eager
+                   ("run", [2]), ("replay", [2]),  # captured on batch 2, which is then replayed
+                   ("replay", [3]), ("replay", [4])]  # later batches copied in, then replayed
+    assert outputs[2] is outputs[3] is outputs[4] is runner.outputs  # the graph's own tensors
