@@ -130,10 +130,16 @@ class Method(ABC):
                      progress: Optional[Callable[[int, dict], None]] = None,
                      should_stop: Optional[Callable[[], bool]] = None) -> list[Alignment]:
         """``[m.fit(…) for m in methods]``, settings of this method on the same data (tuning's
-        first settings); a method that can do them at once overrides it. ``progress(i, row)``."""
-        return [m.fit(pairs, unpaired, validate,
-                      None if progress is None else functools.partial(progress, i), should_stop)
-                for i, m in enumerate(methods)]
+        first settings), fewer when ``should_stop()`` says stop between two; a method that can do
+        them at once overrides it. ``progress(i, row)``."""
+        fitted = []
+        for i, method in enumerate(methods):
+            if fitted and should_stop is not None and should_stop():
+                break  # cancelled: the fits so far (tuning stops at the last of them)
+            fitted.append(method.fit(pairs, unpaired, validate,
+                                     None if progress is None else functools.partial(progress, i),
+                                     should_stop))
+        return fitted
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"

@@ -83,7 +83,7 @@ class Side:
         is launching kernels, and finding the distinct ones (``torch.unique``) would make the
         step wait for the GPU to say how many there are."""
         flat = torch.cat([g.reshape(-1) for g in groups])
-        if self.original.device.type != "cpu":
+        if self.original.device.type == "cuda":
             z, rows = self.head(self.original[flat]), None
         else:
             uniq, inverse = torch.unique(flat, return_inverse=True)
@@ -295,11 +295,11 @@ class StructureObjective(ContrastiveObjective):
     def sample(self, pair_rows_a, pair_rows_b):
         batch = super().sample(pair_rows_a, pair_rows_b)
         if self.pool_batch > 0:
-            batch.pool_a, batch.pool_b = (queued_copy(
-                torch.randint(n, (min(self.pool_batch, n),), generator=self.draws),
-                pair_rows_a.device) for n in self.pool_sizes)
-            self.coverage.mark(0, batch.pool_a)
-            self.coverage.mark(1, batch.pool_b)
+            drawn = [torch.randint(n, (min(self.pool_batch, n),), generator=self.draws)
+                     for n in self.pool_sizes]
+            for side, rows in enumerate(drawn):  # marked from the CPU draws: nothing waits
+                self.coverage.mark(side, rows)
+            batch.pool_a, batch.pool_b = (queued_copy(rows, pair_rows_a.device) for rows in drawn)
         return batch
 
     def loss(self, batch, a, b, logit_scale):

@@ -13,6 +13,7 @@ import functools
 import math
 import operator
 import time
+import warnings
 from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Optional
 
@@ -172,8 +173,9 @@ class DivergenceWatch:
     def error(self, loss: torch.Tensor, step: int, cfg: TrainConfig) -> GeraError:
         when = f"at step {step}" if self.every == 1 else f"by step {step}"
         return GeraError(f"The training loss became {loss.item()} {when} "
-                         f"(lr={cfg.lr}, alpha={cfg.alpha}). Lower the learning rate or α, "
-                         "and check the embeddings for NaN/inf values.")
+                         f"(lr={cfg.lr}, alpha={cfg.alpha}, weight_decay={cfg.weight_decay}). "
+                         "Lower the learning rate or α, and check the embeddings for NaN/inf "
+                         "values.")
 
 
 def _kept_diagnostics(objective, history: list[dict], best_step: int) -> dict:
@@ -224,6 +226,8 @@ def _train(pairs_a, pairs_b, unpaired_a, unpaired_b, objective, cfg: TrainConfig
                 break
         if should_stop is not None and should_stop():
             break
+    if watch.diverged(step, last=True):  # cancelled between two reads of the check (on a GPU)
+        raise watch.error(loss, step, cfg)
     best, best_step = stopping.best, stopping.best_step
     if best is None:  # no validation (or cancelled before the first check): the final state
         best, best_step = snapshot(), step
@@ -257,6 +261,8 @@ def train_stacked(pairs_a: np.ndarray, pairs_b: np.ndarray, unpaired_a: np.ndarr
     the step loop goes on until the last has stopped (a stopped run's later steps are not
     recorded: its result is as if it had stopped). The results equal the single runs' up to
     float rounding (tested). ``progress(i, row)``; each result's ``wall_s`` is the stack's.
+    ``should_stop`` (a cancel, a job's time limit) stops every run at the same step, where one by
+    one the first runs would have finished.
     """
     if not can_stack(objectives, configs):
         raise GeraError("These training runs cannot be stacked: they must sample alike and "
@@ -342,6 +348,7 @@ def _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs
     stoppings = [EarlyStopping(validate if c.early_stopping else None, c.patience) for c in configs]
     histories = [[] for _ in range(runs)]
     steps_run = [0] * runs
+    finals = {}  # run → its state when it stopped, where it kept none by validation
     active = list(range(runs))
     run_step = CapturedStep(train_step) if graphed else train_step
     weight_rows, step = None, 0
@@ -369,8 +376,13 @@ def _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs
                 progress(i, row)
             if patience_spent:
                 active.remove(i)
+                if stoppings[i].best is None:  # no score ever counted (NaN): its state now,
+                    finals[i] = snapshot(i)  # before the others' steps move it on
         if not active or (should_stop is not None and should_stop()):
             break
+    diverged = [i for i in watch.diverged(step, last=True) if i in active]
+    if diverged:  # cancelled between two reads of the check (on a GPU)
+        raise watch.error(losses[diverged[0]], step, configs[diverged[0]])
     wall = time.perf_counter() - t0
     results = []
     for i in range(runs):
@@ -378,7 +390,7 @@ def _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs
             steps_run[i] = step
         best, best_step = stoppings[i].best, stoppings[i].best_step
         if best is None:
-            best, best_step = snapshot(i), steps_run[i]
+            best, best_step = finals[i] if i in finals else snapshot(i), steps_run[i]
         results.append(TrainResult(best, best_step, steps_run[i], stoppings[i].best_val,
                                    histories[i], wall, (a.points_run + b.points_run) / max(traced, 1),
                                    _kept_diagnostics(sampler, histories[i], best_step)))
@@ -396,9 +408,10 @@ class CapturedStep:
         self.step, self.warmup = step, warmup
         self.side = torch.cuda.Stream()
         self.graph, self.static, self.outputs = None, None, None
+        self.eager = False  # the capture failed: every step runs as it is
 
     def __call__(self, batch: Batch) -> tuple:
-        if self.graph is None and self.warmup > 0:
+        if self.eager or (self.graph is None and self.warmup > 0):
             self.warmup -= 1
             self.side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(self.side):
@@ -408,8 +421,14 @@ class CapturedStep:
         if self.graph is None:
             self.static = StaticBatch(batch)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-                self.outputs = self.step(self.static.batch)
+            try:
+                with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+                    self.outputs = self.step(self.static.batch)
+            except RuntimeError as error:  # capturing runs nothing: the step is still to do
+                warnings.warn(f"This training's step could not be captured as a CUDA graph "
+                              f"({error}); it runs eagerly (slower, the same numbers).")
+                self.eager, self.graph = True, None
+                return self(batch)
         else:
             self.static.fill(batch)
         self.graph.replay()  # capturing ran nothing: the capturing call's step is a replay too
@@ -426,9 +445,14 @@ class StaticBatch:
 
     def fill(self, batch: Batch) -> None:
         for f in fields(Batch):
-            value = getattr(batch, f.name)
+            value, static = getattr(batch, f.name), getattr(self.batch, f.name)
+            if (value is None) != (static is None) or (value is not None
+                                                       and value.shape != static.shape):
+                # copy_ would broadcast a smaller batch silently
+                raise GeraError(f"A captured training step got a batch of another shape "
+                                f"({f.name}); the objective must draw the same shapes every step.")
             if value is not None:
-                getattr(self.batch, f.name).copy_(value)
+                static.copy_(value)
 
 
 def _optimizer(head_a, head_b, logit_scale, cfg: TrainConfig) -> torch.optim.Optimizer:

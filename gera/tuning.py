@@ -96,8 +96,8 @@ def tune(space: SearchSpace, fits: int, fit: Callable[[dict], tuple[Any, float]]
     ``fits`` ≤ 1, or a NaN score (nothing to validate on), the defaults alone are fitted.
 
     ``fit_many(settings) → [(alignment, score), …]``, where given, fits the start settings in one
-    call (they are known before any score; a trained method may stack them): the search, and
-    what it keeps, are the same as one by one."""
+    call (they are known before any score; a trained method may stack them; fewer results when
+    ``should_stop`` cut it short): the search, and what it keeps, are the same as one by one."""
     queue = [space.complete(s) for s in space.start] or [{}]
     budget = max(1, fits)
     tried, scores, best = [], [], None

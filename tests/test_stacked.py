@@ -57,6 +57,38 @@ def test_stacked_starts_equal_the_fits_one_by_one(name, world):
     assert apart > 20 * max(gaps), (apart, gaps)
 
 
+def test_a_run_stopped_with_no_score_keeps_its_state_at_the_stop(world):
+    # Validation that is NaN for one run all along: it keeps no best state and stops after
+    # `patience` checks, while the other goes on; its result is its state at its own stop.
+    import math
+
+    pairs, unpaired, ta, score = world
+    config = dict(max_steps=100, eval_every=10, patience=2)
+    reference = GeRA.fit_together([GeRA(TrainConfig(stack_fits="always", **config), alpha=a)
+                                   for a in (1.0, 100.0)], pairs, unpaired, score)
+    line = max(row["val"] for row in reference[1].history)
+
+    def validate(alignment):
+        value = score(alignment)
+        return value if value > line else math.nan
+
+    fits = {stack: GeRA.fit_together([GeRA(TrainConfig(stack_fits=stack, **config), alpha=a)
+                                      for a in (1.0, 100.0)], pairs, unpaired, validate)
+            for stack in ("never", "always")}
+    assert fits["always"][1].steps_run < fits["always"][0].steps_run  # it did stop first
+    for one, many in zip(fits["never"], fits["always"]):
+        assert (one.best_step, one.steps_run) == (many.best_step, many.steps_run)
+        assert np.abs(one.embed_a(ta) - many.embed_a(ta)).max() < 1e-5
+
+
+def test_fits_one_by_one_end_when_cancelled(world):
+    pairs, unpaired, _, validate = world
+    config = TrainConfig(max_steps=20)
+    fitted = GeRA.fit_together([GeRA(config, alpha=a) for a in (1.0, 10.0, 0.1)], pairs,
+                               unpaired, validate, should_stop=lambda: True)
+    assert len(fitted) == 1
+
+
 def test_tuning_with_stacked_starts_makes_the_same_search(world):
     pairs, unpaired, _, validate = world
     tuned = {stack: tune_method("contrastive", TrainConfig(stack_fits=stack, **FAST), 0, pairs,
@@ -157,3 +189,30 @@ def test_a_captured_step_runs_eagerly_then_replays_each_batch(monkeypatch):
                    ("run", [2]), ("replay", [2]),  # captured on batch 2, which is then replayed
                    ("replay", [3]), ("replay", [4])]  # later batches copied in, then replayed
     assert outputs[2] is outputs[3] is outputs[4] is runner.outputs  # the graph's own tensors
+
+
+def test_a_step_that_cannot_be_captured_runs_eagerly(monkeypatch):
+    import contextlib
+    from types import SimpleNamespace
+
+    import torch
+
+    from gera.objectives import Batch
+    from gera.train import CapturedStep
+
+    stream = SimpleNamespace(wait_stream=lambda other: None)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda: stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: None)
+
+    @contextlib.contextmanager
+    def failing_capture(graph, **options):
+        yield
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(torch.cuda, "graph", failing_capture)
+    runner = CapturedStep(lambda batch: batch.pairs_a * 10, warmup=1)
+    with pytest.warns(UserWarning, match="runs eagerly"):
+        outputs = [runner(Batch(torch.tensor([i]), torch.tensor([i]))).item() for i in range(4)]
+    assert outputs == [0, 10, 20, 30] and runner.eager
