@@ -149,7 +149,7 @@ class ContrastiveObjective:
 
     coverage: Optional[Coverage] = None  # regularisers that draw from the pools set it
     # Attributes that only weigh a loss term (``term_weights``); the rest decide the sampling
-    weights: tuple[str, ...] = ()
+    weight_attributes: tuple[str, ...] = ()
     # The loss reads no GPU value back and keeps no state: a step can be captured as a CUDA graph
     capturable = True
 
@@ -179,7 +179,7 @@ class ContrastiveObjective:
         if self.pair_weights is not None:
             return None
         return (type(self),) + tuple(sorted(
-            (name, (value != 0) if name in self.weights else value)
+            (name, (value != 0) if name in self.weight_attributes else value)
             for name, value in vars(self).items() if name != "pair_weights"))
 
     def prepare(self, pool_a: np.ndarray, pool_b: np.ndarray, device: torch.device,
@@ -215,7 +215,7 @@ class GeometricObjective(ContrastiveObjective):
     """GeRA: ``L_con + α (L_geo^A + L_geo^B)``, the geometric term on ``geo_batch``
     neighbourhoods sampled per step from each modality's pool (paired ∪ unpaired)."""
 
-    weights = ("alpha",)
+    weight_attributes = ("alpha",)
 
     def __init__(self, alpha: float = 1.0, k: int = 10, k_pool: int = 50, kernel: str = "heat",
                  divergence: str = "frobenius", geo_batch: int = 16, batch_size: int = 256,
@@ -274,7 +274,7 @@ class StructureObjective(ContrastiveObjective):
     drawn from its whole pool) in the frozen and the aligned space (``structure_loss``), and
     ``λ_t = λ · min(1, t / warmup_steps)`` warms up linearly."""
 
-    weights = ("lam",)
+    weight_attributes = ("lam",)
 
     def __init__(self, lam: float = 10.0, levels: int = 2, tau: float = 0.05,
                  warmup_steps: int = 50, pool_batch: int = 256, batch_size: int = 256):
@@ -330,7 +330,7 @@ class PropagationObjective(GeometricObjective):
     ``seen_a`` / ``seen_b`` count the distinct unpaired pool points that received a partner.
     """
 
-    weights = ("alpha", "beta")
+    weight_attributes = ("alpha", "beta")
 
     def __init__(self, beta: float = 1.0, spread_batch: int = 32, alpha: float = 1.0,
                  k: int = 10, k_pool: int = 50, kernel: str = "heat",
