@@ -24,7 +24,7 @@ from gera.train import train
 
 
 def training_costs(task_name: str, budget: int, repeats: int, device: str = "auto",
-                   matmul_precision: str = "highest") -> dict:
+                   matmul_precision: str = "highest", stack_fits: str = "auto") -> dict:
     data = EmbeddedTask.open(task_name)
     task = data.task
     split = task.split(budget, 0)
@@ -32,7 +32,7 @@ def training_costs(task_name: str, budget: int, repeats: int, device: str = "aut
     args = (data.a(split.train_pairs[:, 0]), data.b(split.train_pairs[:, 1]),
             data.a(split.unpaired_a), data.b(split.unpaired_b))
     validate = validation_score(data, split, task.val_metric)
-    base = TrainConfig(device=device, matmul_precision=matmul_precision)
+    base = TrainConfig(device=device, matmul_precision=matmul_precision, stack_fits=stack_fits)
     out = {"device": resolve_device(base.device), "pool_a": len(args[0]) + len(args[2]),
            "pool_b": len(args[1]) + len(args[3]), "n_train_pairs": len(args[0])}
     for name in (featured(), featured_twin()):
@@ -119,9 +119,9 @@ def bf16_matmul_is_fast() -> bool:
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def _print_training(t: dict, precision: str) -> None:
+def _print_training(t: dict, variant: str, precision: str) -> None:
     same = precision == "medium" and t["device"].type == "cpu" and not bf16_matmul_is_fast()
-    print(f"\nmatmul precision {precision}"
+    print(f"\n{variant}"
           + (" (this CPU has no bfloat16 units: the same products as highest)" if same else ""))
     print(f"{'':<14}{'ms/step':>10}{'points/step':>13}{'job wall s':>12}{'job steps':>11}")
     for name in (featured(), featured_twin()):
@@ -143,21 +143,27 @@ def main(args) -> None:
             raise SystemExit(1)
         return
     cfg = TrainConfig()
-    runs = {p: training_costs(args.task, args.budget, args.repeats, args.device, p)
-            for p in args.matmul_precisions}
-    first = next(iter(runs.values()))  # pools, points per step: the same at every precision
+    stacks = getattr(args, "stack_fits_values", None) or ["auto"]
+    # every matmul precision at every stack-fits value; named by what varies
+    variants = {" ".join([f"matmul precision {p}"] + ([f"stack-fits {f}"] if len(stacks) > 1 else [])):
+                (p, f) for f in stacks for p in args.matmul_precisions}
+    runs = {v: training_costs(args.task, args.budget, args.repeats, args.device, p, f)
+            for v, (p, f) in variants.items()}
+    first = next(iter(runs.values()))  # pools, points per step: the same in every variant
     print(f"training cost — task {args.task}, budget {args.budget} ({first['n_train_pairs']} training "
           f"pairs), pools A {first['pool_a']} / B {first['pool_b']}, device {first['device']}, "
           f"medians of {args.repeats}")
     print(f"default config: batch {cfg.batch_size} pairs, geo_batch {cfg.geo_batch} anchors × "
           f"(k {cfg.k} + 1) per modality, MLP {cfg.hidden} → {cfg.dim}")
-    for precision, t in runs.items():
-        _print_training(t, precision)
+    for variant, t in runs.items():
+        _print_training(t, variant, variants[variant][0])
     baseline, *others = runs
     for other in others:
-        speedups = ", ".join(f"{name} {first[name]['job_wall_s'] / runs[other][name]['job_wall_s']:.2f}×"
-                             for name in (featured(), featured_twin()))
-        print(f"matmul precision {other} against {baseline}, whole job: {speedups} faster")
+        speedups = "; ".join(what + " " + ", ".join(
+            f"{name} {first[name][key] / runs[other][name][key]:.2f}×"
+            for name in (featured(), featured_twin()))
+            for key, what in (("ms_per_step", "per step"), ("job_wall_s", "whole job")))
+        print(f"{other} against {baseline}: {speedups} faster")
     print("cost model: a contrastive step runs the heads on the batch's pairs (2·M points); GeRA adds "
           "geo_batch·(k+1) points per modality — on a CPU once per distinct point (or one "
           "whole-pool pass when the pool is smaller), on a GPU every point, repeats too — plus "

@@ -343,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--matmul-precisions", type=lambda s: s.split(","), default=["highest", "medium"],
                    help="training cost measured at each of these TrainConfig.matmul_precision "
                         "values, in one run (default highest,medium)")
+    p.add_argument("--stack-fits", dest="stack_fits_values", type=lambda s: s.split(","),
+                   default=["auto"],
+                   help="...and at each of these TrainConfig.stack_fits values (on CUDA "
+                        "'never,auto' times eager steps against steps replayed as CUDA graphs)")
     p.add_argument("--scale", action="store_true",
                    help="instead: kNN graph build (exact / approximate, recall) and GeRA step time "
                         "at large synthetic pools (gera.scale)")

@@ -38,8 +38,9 @@ runs=("$device 3")
 has bench && for run in "${runs[@]}"; do
   set -- $run
   stamp "training bench on $1"
+  stacks=auto; [ "$1" = cpu ] || stacks=never,auto  # on CUDA: eager steps against graphed ones
   $python -m gera bench --task "snapshot:$snapshot" --budget 100 --skip-encoders --repeats "$2" \
-    --device "$1" 2>&1 | tee "$out/bench-$1.txt"
+    --device "$1" --stack-fits "$stacks" 2>&1 | tee "$out/bench-$1.txt"
 done
 
 has sweep || exit 0

@@ -166,7 +166,7 @@ def test_bench_prints_the_training_cost_ratio(capsys):
         section = out.split(f"matmul precision {precision}")[1]
         ratio = float(section.split("GeRA / contrastive: step ")[1].split("×")[0])  # featured / twin
         assert ratio > 1.0, "a GeRA step does more work than a contrastive one"
-    assert "matmul precision medium against highest, whole job: gera" in out
+    assert "matmul precision medium against matmul precision highest: per step gera" in out
 
 
 @pytest.mark.slow
