@@ -217,17 +217,14 @@ class GeRA(Method):
                      should_stop=None):
         """Stacked into one training run (``gera.train.train_stacked``) where their settings
         allow it and ``TrainConfig.stack_fits`` asks for it (auto: on CUDA); else one by one."""
-        from gera.device import resolve_device
-        from gera.train import can_stack, train_stacked
+        from gera.train import can_stack, stacking_wanted, train_stacked
 
         configs = [m.config for m in methods]
         objectives = [m.objective() for m in methods]
         for objective, config in zip(objectives, configs):
             objective.multi_positive = config.multi_positive
-        wanted = {"always": True, "never": False}.get(
-            configs[0].stack_fits, resolve_device(configs[0].device).type == "cuda")
-        if not (cls.stacks and wanted and len(methods) > 1 and can_stack(objectives, configs)
-                and len({m.seed for m in methods}) == 1):
+        if not (cls.stacks and stacking_wanted(configs[0]) and len(methods) > 1
+                and len({m.seed for m in methods}) == 1 and can_stack(objectives, configs)):
             return super().fit_together(methods, pairs, unpaired, validate, progress, should_stop)
         results = train_stacked(pairs.a, pairs.b, unpaired.a, unpaired.b, objectives, configs,
                                 methods[0].seed, validate, progress, should_stop, cls.name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from stat import S_ISREG
 
 
 def _from_env(variable: str) -> Path | None:
@@ -55,4 +56,4 @@ def file_stamp(path: Path) -> tuple[int, int] | None:
         stat = Path(path).stat()
     except OSError:
         return None
-    return (stat.st_mtime_ns, stat.st_size) if Path(path).is_file() else None
+    return (stat.st_mtime_ns, stat.st_size) if S_ISREG(stat.st_mode) else None

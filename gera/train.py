@@ -61,13 +61,9 @@ def train(pairs_a: np.ndarray, pairs_b: np.ndarray, unpaired_a: np.ndarray,
     should_stop : polled every step; True cancels (the best state so far is returned).
     method : the name the alignment records (checkpoints keep it).
     """
-    for name, x in (("paired A", pairs_a), ("paired B", pairs_b), ("unpaired A", unpaired_a),
-                    ("unpaired B", unpaired_b)):
-        require_finite(x, name)
-    if len(pairs_a) < 2:
-        raise GeraError("Training needs at least 2 training pairs; raise the paired budget.")
+    _check_inputs(pairs_a, pairs_b, unpaired_a, unpaired_b)
     device = resolve_device(config.device)
-    if (device.type == "cuda" and config.stack_fits != "never" and objective.capturable
+    if (device.type == "cuda" and stacking_wanted(config) and objective.capturable
             and objective.stack_key() is not None):
         # A stack of one: its step is captured as a CUDA graph and replayed (train_stacked)
         return _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, [objective], [config],
@@ -77,6 +73,21 @@ def train(pairs_a: np.ndarray, pairs_b: np.ndarray, unpaired_a: np.ndarray,
     with cpu_threads(config.cpu_threads if device.type == "cpu" else None):
         return _train(pairs_a, pairs_b, unpaired_a, unpaired_b, objective, config, seed, device,
                       validate, progress, should_stop, method)
+
+
+def _check_inputs(pairs_a, pairs_b, unpaired_a, unpaired_b) -> None:
+    for name, x in (("paired A", pairs_a), ("paired B", pairs_b), ("unpaired A", unpaired_a),
+                    ("unpaired B", unpaired_b)):
+        require_finite(x, name)
+    if len(pairs_a) < 2:
+        raise GeraError("Training needs at least 2 training pairs; raise the paired budget.")
+
+
+def stacking_wanted(config: TrainConfig) -> bool:
+    """What ``TrainConfig.stack_fits`` asks for where ``config`` trains: auto = on CUDA."""
+    if config.stack_fits == "auto":
+        return resolve_device(config.device).type == "cuda"
+    return config.stack_fits == "always"
 
 
 @memoize_arrays(maxsize=4)
@@ -150,6 +161,43 @@ class Setup:
                              self.head_config, method)
 
 
+class RunLog:
+    """One training run's record: the row of each check (loss, terms, diagnostics, validation),
+    early stopping, and the state it keeps. Both loops keep one per run."""
+
+    def __init__(self, validate, cfg: TrainConfig, progress: Optional[Callable[[dict], None]]):
+        self.stopping = EarlyStopping(validate if cfg.early_stopping else None, cfg.patience)
+        self.recorded = None if cfg.early_stopping else validate  # scored, not acted on
+        self.progress, self.history = progress, []
+        self.stopped_at, self.final = None, None
+
+    def check(self, step: int, loss: float, terms: dict, diagnostics: dict,
+              snapshot: Callable[[], HeadAlignment]) -> bool:
+        """Record a check; True when patience is spent (the run stops here)."""
+        row = {"step": step, "loss": loss, **terms, **diagnostics}
+        spent = self.stopping.check(row, step, snapshot)
+        if self.recorded is not None:
+            row["val"] = float(self.recorded(snapshot()))
+        self.history.append(row)
+        if self.progress is not None:
+            self.progress(row)
+        if spent:
+            self.stopped_at = step
+            if self.stopping.best is None:  # no score ever counted (NaN): its state as it stops
+                self.final = snapshot()
+        return spent
+
+    def result(self, objective, last_step: int, snapshot: Callable[[], HeadAlignment],
+               wall_s: float, points_per_step: float) -> TrainResult:
+        """The kept state (the best by validation, else the state at the run's end)."""
+        steps = self.stopped_at or last_step
+        best, best_step = self.stopping.best, self.stopping.best_step
+        if best is None:
+            best, best_step = self.final or snapshot(), steps
+        return TrainResult(best, best_step, steps, self.stopping.best_val, self.history, wall_s,
+                           points_per_step, _kept_diagnostics(objective, self.history, best_step))
+
+
 class DivergenceWatch:
     """Watches each run's loss for inf/NaN. On a CPU every step is read at once. On a GPU,
     reading a value waits for the GPU to finish the step, so the check is kept there as a flag
@@ -169,6 +217,14 @@ class DivergenceWatch:
         if step % self.every and not last:
             return []
         return [i for i, bad in enumerate(self.flags.tolist()) if bad]
+
+    def check(self, step: int, last: bool, losses: torch.Tensor, configs: list[TrainConfig],
+              active: Optional[list[int]] = None) -> None:
+        """At a read: raise for the first run (of ``active``: a stopped run is past caring)
+        whose loss has not been finite."""
+        bad = [i for i in self.diverged(step, last) if active is None or i in active]
+        if bad:
+            raise self.error(losses.reshape(-1)[bad[0]], step, configs[bad[0]])
 
     def error(self, loss: torch.Tensor, step: int, cfg: TrainConfig) -> GeraError:
         when = f"at step {step}" if self.every == 1 else f"by step {step}"
@@ -198,42 +254,29 @@ def _train(pairs_a, pairs_b, unpaired_a, unpaired_b, objective, cfg: TrainConfig
         return setup.alignment(copy.deepcopy(a.head), copy.deepcopy(b.head), logit_scale.item(),
                                method)
 
-    stopping = EarlyStopping(validate if cfg.early_stopping else None, cfg.patience)
+    log = RunLog(validate, cfg, progress)
     watch = DivergenceWatch(device, cfg.eval_every)
-    history, step = [], 0
+    step = 0
     for step in range(1, cfg.max_steps + 1):
         with matmul_precision(cfg.matmul_precision):
             batch = objective.sample(setup.pair_rows_a, setup.pair_rows_b)
             loss, terms = objective.loss(batch, a, b, logit_scale)
             watch.see(loss)
-            if watch.diverged(step, step == cfg.max_steps):
-                raise watch.error(loss, step, cfg)
+            watch.check(step, step == cfg.max_steps, loss, [cfg])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         with torch.no_grad():  # CLIP clamps the parameter itself, so its gradient never dies
             logit_scale.clamp_(max=math.log(MAX_LOGIT_SCALE))
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
-            row = {"step": step, "loss": loss.item(), **{k: v.item() for k, v in terms.items()},
-                   **objective.diagnostics()}
-            patience_spent = stopping.check(row, step, snapshot)
-            if validate is not None and not cfg.early_stopping:
-                row["val"] = float(validate(snapshot()))  # recorded, not acted on
-            history.append(row)
-            if progress is not None:
-                progress(row)
-            if patience_spent:
+            if log.check(step, loss.item(), {k: v.item() for k, v in terms.items()},
+                         objective.diagnostics(), snapshot):
                 break
         if should_stop is not None and should_stop():
             break
-    if watch.diverged(step, last=True):  # cancelled between two reads of the check (on a GPU)
-        raise watch.error(loss, step, cfg)
-    best, best_step = stopping.best, stopping.best_step
-    if best is None:  # no validation (or cancelled before the first check): the final state
-        best, best_step = snapshot(), step
-    return TrainResult(best, best_step, step, stopping.best_val, history, time.perf_counter() - t0,
-                       (a.points_run + b.points_run) / max(step, 1),
-                       _kept_diagnostics(objective, history, best_step))
+    watch.check(step, True, loss, [cfg])  # cancelled between two reads (on a GPU)
+    return log.result(objective, step, snapshot, time.perf_counter() - t0,
+                      (a.points_run + b.points_run) / max(step, 1))
 
 
 def can_stack(objectives: list, configs: list[TrainConfig]) -> bool:
@@ -267,11 +310,7 @@ def train_stacked(pairs_a: np.ndarray, pairs_b: np.ndarray, unpaired_a: np.ndarr
     if not can_stack(objectives, configs):
         raise GeraError("These training runs cannot be stacked: they must sample alike and "
                         "differ only in loss weights and weight decay.")
-    for name, x in (("paired A", pairs_a), ("paired B", pairs_b), ("unpaired A", unpaired_a),
-                    ("unpaired B", unpaired_b)):
-        require_finite(x, name)
-    if len(pairs_a) < 2:
-        raise GeraError("Training needs at least 2 training pairs; raise the paired budget.")
+    _check_inputs(pairs_a, pairs_b, unpaired_a, unpaired_b)
     cfg = configs[0]
     device = resolve_device(cfg.device)
     with cpu_threads(cfg.cpu_threads if device.type == "cpu" else None):
@@ -345,10 +384,8 @@ def _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs
             out.append(one)
         return setup.alignment(*out, logit_scale[i].item(), method)
 
-    stoppings = [EarlyStopping(validate if c.early_stopping else None, c.patience) for c in configs]
-    histories = [[] for _ in range(runs)]
-    steps_run = [0] * runs
-    finals = {}  # run → its state when it stopped, where it kept none by validation
+    logs = [RunLog(validate, c, None if progress is None else functools.partial(progress, i))
+            for i, c in enumerate(configs)]
     active = list(range(runs))
     run_step = CapturedStep(train_step) if graphed else train_step
     weight_rows, step = None, 0
@@ -360,41 +397,17 @@ def _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs
                 weights.copy_(queued_copy(torch.tensor(rows), device))
                 weight_rows = rows
             losses, terms = run_step(batch)
-            diverged = [i for i in watch.diverged(step, step == cfg.max_steps)
-                        if i in active]  # a run that has stopped is past caring
-            if diverged:
-                raise watch.error(losses[diverged[0]], step, configs[diverged[0]])
+            watch.check(step, step == cfg.max_steps, losses, configs, active)
         for i in list(active) if step % cfg.eval_every == 0 or step == cfg.max_steps else ():
-            steps_run[i] = step
-            row = {"step": step, "loss": losses[i].item(),
-                   **{k: v[i].item() for k, v in terms.items()}, **sampler.diagnostics()}
-            patience_spent = stoppings[i].check(row, step, lambda: snapshot(i))
-            if validate is not None and not configs[i].early_stopping:
-                row["val"] = float(validate(snapshot(i)))
-            histories[i].append(row)
-            if progress is not None:
-                progress(i, row)
-            if patience_spent:
+            if logs[i].check(step, losses[i].item(), {k: v[i].item() for k, v in terms.items()},
+                             sampler.diagnostics(), lambda: snapshot(i)):
                 active.remove(i)
-                if stoppings[i].best is None:  # no score ever counted (NaN): its state now,
-                    finals[i] = snapshot(i)  # before the others' steps move it on
         if not active or (should_stop is not None and should_stop()):
             break
-    diverged = [i for i in watch.diverged(step, last=True) if i in active]
-    if diverged:  # cancelled between two reads of the check (on a GPU)
-        raise watch.error(losses[diverged[0]], step, configs[diverged[0]])
-    wall = time.perf_counter() - t0
-    results = []
-    for i in range(runs):
-        if i in active:
-            steps_run[i] = step
-        best, best_step = stoppings[i].best, stoppings[i].best_step
-        if best is None:
-            best, best_step = finals[i] if i in finals else snapshot(i), steps_run[i]
-        results.append(TrainResult(best, best_step, steps_run[i], stoppings[i].best_val,
-                                   histories[i], wall, (a.points_run + b.points_run) / max(traced, 1),
-                                   _kept_diagnostics(sampler, histories[i], best_step)))
-    return results
+    watch.check(step, True, losses, configs, active)  # cancelled between two reads (on a GPU)
+    wall, points = time.perf_counter() - t0, (a.points_run + b.points_run) / max(traced, 1)
+    return [log.result(sampler, step, lambda: snapshot(i), wall, points)
+            for i, log in enumerate(logs)]
 
 
 class CapturedStep:

@@ -288,3 +288,14 @@ def test_a_method_whose_fit_runs_several_trainings_counts_them_against_the_job_l
     _check_size(form, [30], ["gera", "contrastive", "auto"], limits)  # auto reuses their fits
     with pytest.raises(GeraError, match="asks for 8 fits"):  # pseudo-pairs: up to 4 trainings
         _check_size(form, [30], ["pseudo", "gera", "contrastive", "cca", "asif"], limits)
+
+
+@pytest.mark.parametrize("option", ["stack_fits", "matmul_precision", "device", "cpu_threads"])
+def test_process_wide_training_options_are_not_the_visitors(client, option):
+    # Operator settings (they act on the whole process or its GPU): no form field, and the
+    # /train API names no such parameter.
+    from gera.ui.form import FORM_FIELDS
+
+    assert option not in FORM_FIELDS
+    with pytest.raises(Exception, match=option):
+        train(client, **{option: "always"})

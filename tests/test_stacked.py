@@ -1,5 +1,8 @@
 """Tuning's first settings trained as one stacked model (gera.train.train_stacked): the same
 alignments as one by one, used only where they can be, and failing as a single run would."""
+import contextlib
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -155,15 +158,31 @@ def test_stack_fits_is_checked():
         TrainConfig(stack_fits="sometimes")
 
 
-def test_a_captured_step_runs_eagerly_then_replays_each_batch(monkeypatch):
-    # CapturedStep's bookkeeping, with CUDA faked on the CPU: the real capture and replay are
-    # tests/test_cuda.py's. Here "capturing" runs the step's Python, as a real capture does.
-    import contextlib
-    from types import SimpleNamespace
+@pytest.fixture
+def fake_cuda_streams(monkeypatch):
+    """CUDA's streams faked on the CPU, for CapturedStep's bookkeeping (the real capture and
+    replay are tests/test_cuda.py's); a test fakes the graph itself."""
+    import torch
 
+    stream = SimpleNamespace(wait_stream=lambda other: None)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda: stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    return monkeypatch
+
+
+def one_row_batch(i):
     import torch
 
     from gera.objectives import Batch
+
+    return Batch(torch.tensor([i]), torch.tensor([i]))
+
+
+def test_a_captured_step_runs_eagerly_then_replays_each_batch(fake_cuda_streams):
+    # Here "capturing" runs the step's Python, as a real capture does.
+    import torch
+
     from gera.train import CapturedStep
 
     log = []
@@ -172,47 +191,34 @@ def test_a_captured_step_runs_eagerly_then_replays_each_batch(monkeypatch):
         def replay(self):
             log.append(("replay", runner.static.batch.pairs_a.tolist()))
 
-    stream = SimpleNamespace(wait_stream=lambda other: None)
-    monkeypatch.setattr(torch.cuda, "Stream", lambda: stream)
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda: stream)
-    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
-    monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
-    monkeypatch.setattr(torch.cuda, "graph", lambda g, **options: contextlib.nullcontext())
+    fake_cuda_streams.setattr(torch.cuda, "CUDAGraph", FakeGraph)
+    fake_cuda_streams.setattr(torch.cuda, "graph", lambda g, **options: contextlib.nullcontext())
 
     def step(batch):
         log.append(("run", batch.pairs_a.tolist()))
         return batch.pairs_a * 10
 
     runner = CapturedStep(step, warmup=2)
-    outputs = [runner(Batch(torch.tensor([i]), torch.tensor([i]))) for i in range(5)]
+    outputs = [runner(one_row_batch(i)) for i in range(5)]
     assert log == [("run", [0]), ("run", [1]),  # warm-up, eager
                    ("run", [2]), ("replay", [2]),  # captured on batch 2, which is then replayed
                    ("replay", [3]), ("replay", [4])]  # later batches copied in, then replayed
     assert outputs[2] is outputs[3] is outputs[4] is runner.outputs  # the graph's own tensors
 
 
-def test_a_step_that_cannot_be_captured_runs_eagerly(monkeypatch):
-    import contextlib
-    from types import SimpleNamespace
-
+def test_a_step_that_cannot_be_captured_runs_eagerly(fake_cuda_streams):
     import torch
 
-    from gera.objectives import Batch
     from gera.train import CapturedStep
-
-    stream = SimpleNamespace(wait_stream=lambda other: None)
-    monkeypatch.setattr(torch.cuda, "Stream", lambda: stream)
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda: stream)
-    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
-    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: None)
 
     @contextlib.contextmanager
     def failing_capture(graph, **options):
         yield
         raise RuntimeError("operation not permitted when stream is capturing")
 
-    monkeypatch.setattr(torch.cuda, "graph", failing_capture)
+    fake_cuda_streams.setattr(torch.cuda, "CUDAGraph", lambda: None)
+    fake_cuda_streams.setattr(torch.cuda, "graph", failing_capture)
     runner = CapturedStep(lambda batch: batch.pairs_a * 10, warmup=1)
     with pytest.warns(UserWarning, match="runs eagerly"):
-        outputs = [runner(Batch(torch.tensor([i]), torch.tensor([i]))).item() for i in range(4)]
+        outputs = [runner(one_row_batch(i)).item() for i in range(4)]
     assert outputs == [0, 10, 20, 30] and runner.eager
