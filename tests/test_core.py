@@ -11,8 +11,8 @@ from gera.errors import GeraError
 from gera.evaluate import knn_jaccard, retrieval, zero_shot
 from gera.geometry import KERNELS, knn
 from gera.objectives import NeighbourGraph, Side
-from gera.losses import (diffusion_operator, geometric_loss, info_nce, kernel_matrix,
-                         structure_loss)
+from gera.losses import (JensenShannonRows, diffusion_operator, geometric_loss, info_nce,
+                         kernel_matrix, similarity_walks, structure_loss)
 from gera.methods import ASIF, CCA, Contrastive, GeRA, Pairs, Procrustes, Structure, Unpaired
 from gera.settings import TrainConfig
 
@@ -76,6 +76,44 @@ def test_structure_loss_invariances_and_gradient(levels):
     frozen, z = x.clone().requires_grad_(True), unit(torch.randn(64, 32, generator=g)).requires_grad_(True)
     structure_loss(frozen, z, levels).backward()
     assert frozen.grad is None and z.grad is not None and z.grad.abs().sum() > 0
+
+
+def textbook_js_rows(p, q):
+    m = 0.5 * (p + q)
+    kl = lambda a: (a * (a.clamp_min(1e-30).log() - m.clamp_min(1e-30).log())).sum(-1)
+    return 0.5 * (kl(p) + kl(q))
+
+
+def test_jensen_shannon_rows_match_autograd_through_the_textbook_formula():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(40, 8, dtype=torch.float64, generator=g)
+    p = similarity_walks(x, 0.05, 2)[1]
+    z = torch.randn(40, 8, dtype=torch.float64, generator=g)
+    # rows far apart, a few nearly equal, and one underflowing entry
+    smooth = similarity_walks(torch.cat([z[:30], x[30:] + 1e-3 * z[30:]]), 0.05, 1)[0]
+    q = smooth.clone()
+    q[0, 5] = 0.0
+    weights = torch.rand(40, dtype=torch.float64, generator=g)
+    mine, ref = q.clone().requires_grad_(True), q.clone().requires_grad_(True)
+    rows = JensenShannonRows.apply(p, mine)[0]
+    (weights * rows).sum().backward()
+    (weights * textbook_js_rows(p, ref)).sum().backward()
+    assert torch.allclose(rows, textbook_js_rows(p, q), rtol=1e-12, atol=1e-15)
+    underflow = torch.zeros_like(q, dtype=torch.bool)
+    underflow[0, 5] = True
+    assert torch.allclose(mine.grad[~underflow], ref.grad[~underflow], rtol=1e-9, atol=1e-12)
+    # where q underflowed to 0 the true gradient is −∞; both give a finite push upwards (the
+    # textbook's clamp drops the q · d log q / dq = 1 there, so they differ by ½ · weight)
+    assert torch.isfinite(mine.grad).all() and mine.grad[0, 5] < -10 and ref.grad[0, 5] < -10
+    # stacked training vmaps the loss: the same rows and gradients per run
+    qs = torch.stack([smooth, smooth.flip(0)]).requires_grad_(True)
+    # (the frozen walks are every run's: not vmapped)
+    torch.func.vmap(lambda a, b: JensenShannonRows.apply(a, b)[0], in_dims=(None, 0))(
+        p, qs).sum().backward()
+    for run, q_run in enumerate((smooth, smooth.flip(0))):
+        ref = q_run.clone().requires_grad_(True)
+        textbook_js_rows(p, ref).sum().backward()
+        assert torch.allclose(qs.grad[run], ref.grad, rtol=1e-9, atol=1e-12)
 
 
 def test_structure_warms_up_and_fits_like_the_other_trained_methods():
