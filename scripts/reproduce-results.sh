@@ -16,6 +16,9 @@ status=0
 "$PY" -m gera bench > results/bench.txt
 "$PY" -m gera bench --scale --skip-encoders > results/bench-scale.txt
 bash scripts/bench-compare.sh > results/bench-compare.txt
+bash scripts/bench-rev.sh dab7be5 compare --task fashion-mnist --budget 100 --matmul-precision medium > results/bench-rev-dab7be5.txt
+bash scripts/bench-rev.sh dab7be5 compare --task emoji --budget 3000 --seeds 0,1 --methods structure --matmul-precision medium > results/bench-rev-dab7be5-emoji-structure.txt
+"$PY" scripts/bench_structure_loss.py > results/bench-structure-loss.txt
 "$PY" -m gera.ui.bench > results/app-bench.txt
 "$PY" -m gera.ui.bench --load > results/app-load.txt
 # The GPU runs (README "On a GPU") need a machine with CUDA; what it lacks travels as a snapshot

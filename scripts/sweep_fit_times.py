@@ -7,8 +7,11 @@ speed up, and whether the workers were kept busy (process-seconds / workers agai
 """
 import argparse
 import json
+import sys
+from pathlib import Path
 
-from gera.methods import method_class
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
+from gera.methods import method_class  # noqa: E402
 
 
 def main(paths: list[str]) -> None:
