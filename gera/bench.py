@@ -39,10 +39,10 @@ def training_costs(task_name: str, budget: int, repeats: int, device: str = "aut
         method = method_class(name)(base)
         # Untimed: the pool's deduplication and kNN graph are built once and kept (as in a
         # comparison), so neither the first method nor the first precision measured pays them.
-        train(*args, method.objective(), replace(method.config, max_steps=10), method=name)
-        fixed = [train(*args, method.objective(), replace(method.config, max_steps=200),
+        train(*args, method.training_objective(), replace(method.config, max_steps=10), method=name)
+        fixed = [train(*args, method.training_objective(), replace(method.config, max_steps=200),
                        method=name) for _ in range(repeats)]
-        jobs = [train(*args, method.objective(), method.config, validate=validate, method=name)
+        jobs = [train(*args, method.training_objective(), method.config, validate=validate, method=name)
                 for _ in range(repeats)]
         out[name] = {
             "ms_per_step": 1000 * statistics.median(r.wall_s / r.steps_run for r in fixed),

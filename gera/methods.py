@@ -198,14 +198,20 @@ class GeRA(Method):
             return ContrastiveObjective(self.config.batch_size)
         return GeometricObjective.from_config(self.config)
 
+    def training_objective(self):
+        """``objective()`` with the options every objective takes from the config."""
+        objective = self.objective()
+        objective.multi_positive = self.config.multi_positive
+        return objective
+
     def fit(self, pairs, unpaired, validate=None, progress=None, should_stop=None):
-        return self._fit(pairs, unpaired, self.objective(), validate, progress, should_stop)
+        return self._fit(pairs, unpaired, self.training_objective(), validate, progress,
+                         should_stop)
 
     def _fit(self, pairs, unpaired, objective, validate, progress, should_stop):
         """One run of the shared training loop on ``objective``, its history on the alignment."""
         from gera.train import train  # lazy: keeps torch out of the CLI's start-up
 
-        objective.multi_positive = self.config.multi_positive
         return _with_history(train(pairs.a, pairs.b, unpaired.a, unpaired.b, objective,
                                    self.config, self.seed, validate, progress, should_stop,
                                    method=self.name))
@@ -220,9 +226,7 @@ class GeRA(Method):
         from gera.train import can_stack, stacking_wanted, train_stacked
 
         configs = [m.config for m in methods]
-        objectives = [m.objective() for m in methods]
-        for objective, config in zip(objectives, configs):
-            objective.multi_positive = config.multi_positive
+        objectives = [m.training_objective() for m in methods]
         if not (cls.stacks and stacking_wanted(configs[0]) and len(methods) > 1
                 and len({m.seed for m in methods}) == 1 and can_stack(objectives, configs)):
             return super().fit_together(methods, pairs, unpaired, validate, progress, should_stop)
@@ -484,7 +488,7 @@ class PseudoPairing(GeRA):
         def report(round_):
             return None if progress is None else (lambda row: progress({**row, "round": round_}))
 
-        best = self._fit(pairs, unpaired, self.objective(), validate, report(0), should_stop)
+        best = self._fit(pairs, unpaired, self.training_objective(), validate, report(0), should_stop)
         history = [{**row, "round": 0} for row in best.history]
         steps = best.steps_run
         diagnostics = {"rounds": [], "rounds_kept": 0, "base_val": None,
@@ -508,7 +512,7 @@ class PseudoPairing(GeRA):
                 diagnostics["rounds"].append(info)
                 if not len(found) or found_before == found.a.tolist():
                     break  # nothing (new) to add
-                objective = self.objective()
+                objective = self.training_objective()
                 objective.pair_weights = np.concatenate(
                     [np.ones(len(pairs)), np.full(len(found), self.weight)]).astype(np.float32)
                 augmented = Pairs(np.concatenate([pairs.a, unpaired.a[found.a]]),
