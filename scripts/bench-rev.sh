@@ -3,7 +3,8 @@
 # cache) and with this checkout, one after the other on this machine, then where each run's
 # fitting time went and whether their tables agree:
 #   scripts/bench-rev.sh REV compare --task fashion-mnist --budget 100 --matmul-precision medium
-# The command must accept --json (compare, sweep); each side writes its own.
+# The command must accept --json (compare, sweep); each side writes its own, kept in $KEEP
+# (a folder) when that is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-$PWD/.venv/bin/python}
@@ -21,3 +22,4 @@ printf "  before (%s): %7.1f s\n  now (%s):     %7.1f s   (%.2f× faster)\n" "$R
 cp "$OUT/before.json" "$OUT/before-$REV.json"
 PYTHONPATH=. "$PY" scripts/sweep_fit_times.py "$OUT/before-$REV.json" "$OUT/after.json"
 PYTHONPATH=. "$PY" scripts/results_agree.py "$OUT/before-$REV.json" "$OUT/after.json"
+if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$OUT/before-$REV.json" "$OUT/after.json" "$KEEP/"; fi
