@@ -42,7 +42,8 @@ def training_costs(task_name: str, budget: int, repeats: int, device: str = "aut
         train(*args, method.training_objective(), replace(method.config, max_steps=10), method=name)
         fixed = [train(*args, method.training_objective(), replace(method.config, max_steps=200),
                        method=name) for _ in range(repeats)]
-        jobs = [train(*args, method.training_objective(), method.config, validate=validate, method=name)
+        jobs = [train(*args, method.training_objective(), method.config, validate=validate,
+                      method=name)
                 for _ in range(repeats)]
         out[name] = {
             "ms_per_step": 1000 * statistics.median(r.wall_s / r.steps_run for r in fixed),

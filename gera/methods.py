@@ -488,7 +488,8 @@ class PseudoPairing(GeRA):
         def report(round_):
             return None if progress is None else (lambda row: progress({**row, "round": round_}))
 
-        best = self._fit(pairs, unpaired, self.training_objective(), validate, report(0), should_stop)
+        best = self._fit(pairs, unpaired, self.training_objective(), validate, report(0),
+                         should_stop)
         history = [{**row, "round": 0} for row in best.history]
         steps = best.steps_run
         diagnostics = {"rounds": [], "rounds_kept": 0, "base_val": None,

@@ -400,13 +400,13 @@ def _train_stacked(pairs_a, pairs_b, unpaired_a, unpaired_b, objectives, configs
             watch.check(step, step == cfg.max_steps, losses, configs, active)
         for i in list(active) if step % cfg.eval_every == 0 or step == cfg.max_steps else ():
             if logs[i].check(step, losses[i].item(), {k: v[i].item() for k, v in terms.items()},
-                             sampler.diagnostics(), lambda: snapshot(i)):
+                             sampler.diagnostics(), functools.partial(snapshot, i)):
                 active.remove(i)
         if not active or (should_stop is not None and should_stop()):
             break
     watch.check(step, True, losses, configs, active)  # cancelled between two reads (on a GPU)
     wall, points = time.perf_counter() - t0, (a.points_run + b.points_run) / max(traced, 1)
-    return [log.result(sampler, step, lambda: snapshot(i), wall, points)
+    return [log.result(sampler, step, functools.partial(snapshot, i), wall, points)
             for i, log in enumerate(logs)]
 
 

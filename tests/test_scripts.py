@@ -37,9 +37,10 @@ def test_results_agree_counts_equal_and_moved_means_per_method(tmp_path, capsys)
 
 
 def test_sweep_fit_times_sums_every_seeds_fitting_per_method(tmp_path, capsys):
-    runs = [{"budget": b, "wall_s": w, "methods": {
-        "gera": {"fit_s": {"values": [1.0, 3.0]}}, "contrastive": {"fit_s": {"values": [0.5, 0.5]}}}}
-        for b, w in ((10, 5.0), (100, 12.0))]
+    fit_s = {"gera": [1.0, 3.0], "contrastive": [0.5, 0.5]}
+    runs = [{"budget": b, "wall_s": w,
+             "methods": {m: {"fit_s": {"values": v}} for m, v in fit_s.items()}}
+            for b, w in ((10, 5.0), (100, 12.0))]
     path = tmp_path / "sweep.json"
     path.write_text(json.dumps(runs))
     load_script("sweep_fit_times").main([str(path)])
